@@ -1,0 +1,146 @@
+"""The module-level API: configure commands, and call through them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
+from typing import TypeVar
+
+from . import _registry
+from ._circuit import Circuit
+from ._execute import call_in_caller, call_in_thread, start_in_thread
+from ._registry import check_name
+from ._settings import CommandConfig, Settings
+
+__all__ = [
+    "configure",
+    "configure_command",
+    "configure_defaults",
+    "do",
+    "flush",
+    "get_circuit",
+    "get_settings",
+    "go",
+    "reset_defaults",
+]
+
+T = TypeVar("T")
+
+_EMPTY: Mapping[str, object] = {}
+
+
+def check_callable(what: str, name: object, value: object, *, optional: bool = False) -> None:
+    """Raise a TypeError naming the command and the argument unless ``value`` is callable."""
+    if optional and value is None:
+        return
+    if not callable(value):
+        raise TypeError(f"command {name!r}: {what} must be callable, got {type(value).__name__} {value!r}")
+
+
+def circuit_for(name: str) -> tuple[_registry.Registry, Circuit]:
+    registry = _registry._current
+    try:
+        circuit = registry.circuits.get(name)
+    except TypeError:  # unhashable: say what a name must be
+        check_name(name)
+        raise
+    if circuit is None:
+        circuit = registry.get_circuit(name)[0]
+    return registry, circuit
+
+
+def do(name: str, run: Callable[[], T], fallback: Callable[[Exception], T] | None = None) -> T:
+    """Call ``run()`` through the command ``name`` and wait for its outcome.
+
+    Args:
+        name: The command; its circuit is created on first use.
+        run: A zero-argument callable: the call to the dependency.
+        fallback: Called as ``fallback(error)`` when the call fails, times out, is short-circuited or rejected;
+            its return value becomes the call's value.
+
+    Returns:
+        ``run()``'s value, or the fallback's.
+
+    Raises:
+        CircuitOpenError: The circuit is open and there is no fallback.
+        MaxConcurrencyError: No ticket was free and there is no fallback.
+        CommandTimeoutError: The run outlasted the timeout and there is no fallback.
+        FallbackError: The fallback raised.
+        TypeError: ``run`` or ``fallback`` is not callable (nothing is counted).
+        Exception: The run's own exception, unchanged, when there is no fallback, or when it is one of the
+            command's ``ignored_exceptions``.
+    """
+    if not callable(run) or (fallback is not None and not callable(fallback)):
+        check_callable("run", name, run)
+        check_callable("fallback", name, fallback, optional=True)
+    registry, circuit = circuit_for(name)
+    if circuit.threaded:
+        return call_in_thread(registry, circuit, run, (), _EMPTY, fallback)
+    return call_in_caller(circuit, run, (), _EMPTY, fallback)
+
+
+def go(name: str, run: Callable[[], T], fallback: Callable[[Exception], T] | None = None) -> Future[T]:
+    """Start ``run()`` through the command ``name``; returns a `concurrent.futures.Future` of `do`'s outcome.
+
+    Admission (short-circuit, rejection or a ticket) is decided before this returns. With thread isolation the run
+    and a fallback after a failure run on a worker; a fallback after a timeout runs on a worker too. With caller
+    isolation the call runs here and the future is already done.
+
+    Raises:
+        TypeError: ``run`` or ``fallback`` is not callable (nothing is counted).
+    """
+    check_callable("run", name, run)
+    check_callable("fallback", name, fallback, optional=True)
+    registry, circuit = circuit_for(name)
+    return start_in_thread(registry, circuit, run, (), _EMPTY, fallback)
+
+
+def configure_command(name: str, config: CommandConfig) -> None:
+    """Set the config of command ``name``, replacing any earlier one; unset fields inherit the defaults.
+
+    A live circuit applies it at once (tickets included) and keeps its counts.
+
+    Raises:
+        TypeError, ValueError: A bad name or config (nothing is applied).
+    """
+    _registry._current.configure({check_name(name): config})
+
+
+def configure(configs: Mapping[str, CommandConfig]) -> None:
+    """`configure_command` for each item of ``configs``; nothing is applied unless every item is valid."""
+    _registry._current.configure(configs)
+
+
+def configure_defaults(config: CommandConfig) -> None:
+    """Set the global defaults: ``config``'s set fields over the built-in defaults, replacing earlier calls.
+
+    Commands inherit them for every field their own config leaves unset; live circuits apply them at once.
+    """
+    _registry._current.configure_defaults(config)
+
+
+def reset_defaults() -> None:
+    """Go back to the built-in defaults (`configure_defaults` with an empty config)."""
+    _registry._current.configure_defaults(CommandConfig())
+
+
+def get_settings(name: str) -> Settings:
+    """The resolved, immutable settings command ``name`` runs (or would run) with."""
+    return _registry._current.get_settings(name)
+
+
+def get_circuit(name: str) -> tuple[Circuit, bool]:
+    """Get or create the circuit of ``name``. Thread-safe: concurrent callers get the same circuit.
+
+    Returns:
+        The circuit, and whether this call created it.
+    """
+    return _registry._current.get_circuit(name)
+
+
+def flush() -> None:
+    """Drop every circuit and its metrics (settings stay), and stop idle worker threads.
+
+    Calls in flight finish on their old circuit; once they end, no thread of the library remains.
+    """
+    _registry._current.flush()

@@ -1,0 +1,471 @@
+"""The circuit: state machine, tickets and rolling health of one command. The decision core.
+
+It does no I/O, never sleeps or waits, starts no threads and never calls user code. Drivers (`_execute`) call
+`admit` before a run and one of `complete` / `finish` / `time_out` after it; each is one short section under the
+circuit's lock. State changes are handed to the ``emit`` callback after the lock is released.
+
+The hot path. A call's ticket is a token popped from ``_tokens`` (``list.pop`` and ``list.append`` are atomic), so
+an ordinary admission takes no lock: the driver reads ``_gate``, pops a token and reads ``_gate`` again (the call
+is admitted at the pop if the circuit was closed then). A success in the current bucket is counted by the driver in
+one short section under ``_lock`` (`count_success`); everything else goes through the methods below.
+
+States (Netflix Hystrix's, with hystrix-go's defects fixed):
+
+- CLOSED: calls are admitted while a ticket is free. Each recorded outcome re-evaluates health; the circuit trips
+  OPEN when the window holds at least ``request_volume_threshold`` requests and the error percentage, rounded
+  half up, is at least ``error_percent_threshold``.
+- OPEN: calls are short-circuited. The first call after ``sleep_window`` becomes the probe: HALF_OPEN.
+- HALF_OPEN: calls are short-circuited while the probe runs. Only the probe's own outcome moves the circuit:
+  success closes it and clears the window; failure, timeout or rejection reopens it with a fresh sleep window; a
+  bad request frees the probe slot for the next call. A probe that outlives its timeout without reporting (caller
+  isolation) counts as failed when the next call arrives.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import threading
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Final, Protocol
+
+from ._events import (
+    BAD_REQUEST,
+    EVENTS,
+    FAILURE,
+    REJECTED,
+    SHORT_CIRCUIT,
+    SUCCESS,
+    TIMEOUT,
+    State,
+)
+from ._rolling import RollingCounter
+from ._settings import Settings
+
+__all__ = ["Circuit", "CircuitStatistics"]
+
+#: `admit` results; a positive result is an admitted probe's id.
+ADMITTED: Final = 0
+SHORT_CIRCUITED: Final = -1
+REJECTED_CALL: Final = -2
+
+#: Run states of an `Attempt`, decided once under the circuit's lock (the once-guard).
+PENDING: Final = 0
+DONE: Final = 1
+TIMED_OUT: Final = 2
+
+_CLOSED, _OPEN, _HALF_OPEN = State.CLOSED, State.OPEN, State.HALF_OPEN
+
+Emit = Callable[["Circuit", State, State], None]
+
+
+class Attempt(Protocol):
+    """A run in progress on another thread, whose outcome the run and its timeout race to decide."""
+
+    state: int
+    probe: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CircuitStatistics:
+    """A frozen snapshot of one circuit.
+
+    Attributes:
+        name: The command name.
+        state: The state, forced states included.
+        requests: success + failure + timeout + rejected over the rolling window.
+        errors: failure + timeout + rejected over the rolling window.
+        error_percentage: ``errors / requests`` as a percentage rounded half up (0 with no requests).
+        counts: Every event name mapped to its count over the rolling window, zeros included.
+        active: Tickets held: runs in progress, abandoned ones included.
+        abandoned: Runs that timed out and are still running (thread isolation); each still holds its ticket.
+        max_concurrent_requests: The ticket count.
+    """
+
+    name: str
+    state: State
+    requests: int
+    errors: int
+    error_percentage: int
+    counts: Mapping[str, int]
+    active: int
+    abandoned: int
+    max_concurrent_requests: float
+
+
+def error_percentage(errors: int, requests: int) -> int:
+    """``100 * errors / requests`` rounded half up, in integers (no float rounding surprises)."""
+    if not requests:
+        return 0
+    return (errors * 200 + requests) // (requests * 2)
+
+
+class Circuit:
+    """The circuit breaker of one command. Get one with `breaker.get_circuit`."""
+
+    __slots__ = (
+        "__weakref__",
+        "_debt",
+        "_emit",
+        "_force_closed",
+        "_force_open",
+        "_gate",
+        "_issued",
+        "_lock",
+        "_opened_at",
+        "_probe_deadline",
+        "_probe_id",
+        "_probe_in_flight",
+        "_rolling",
+        "_sleep",
+        "_state",
+        "_threshold",
+        "_tokens",
+        "_unlimited",
+        "_volume",
+        "abandoned",
+        "clock",
+        "ignored",
+        "isolation",
+        "name",
+        "settings",
+        "threaded",
+        "timeout",
+    )
+
+    def __init__(self, name: str, settings: Settings, clock: Callable[[], float], emit: Emit) -> None:
+        self.name = name
+        self.clock = clock
+        self._emit = emit
+        # Guards state, counts, the ticket bookkeeping other than the token list itself, and the probe. Held only
+        # for a few field updates: never across user code, I/O, a wait or the emit callback.
+        self._lock = threading.Lock()
+        self._state = _CLOSED
+        self._opened_at = -math.inf
+        self._probe_in_flight = False
+        self._probe_id = 0
+        self._probe_deadline = math.inf
+        #: Free tickets. Tickets held = ``_issued - len(_tokens)``.
+        self._tokens: list[int] = []
+        self._issued = 0
+        self._debt = 0  # tickets to destroy as they come back, after max_concurrent_requests was lowered
+        #: Runs that timed out and still hold their ticket.
+        self.abandoned = 0
+        self._rolling = RollingCounter(settings.rolling_window, settings.rolling_buckets, clock())
+        self._apply(settings)
+
+    def __repr__(self) -> str:
+        return (
+            f"<Circuit {self.name!r} state={self.state.value} active={self.active}/"
+            f"{self.settings.max_concurrent_requests} abandoned={self.abandoned}>"
+        )
+
+    def _apply(self, settings: Settings) -> None:
+        self.settings = settings
+        self.timeout = settings.timeout
+        self.ignored = settings.ignored_exceptions
+        self.isolation = settings.isolation
+        self.threaded = settings.isolation == "thread"
+        self._volume = settings.request_volume_threshold
+        self._threshold = settings.error_percent_threshold
+        self._sleep = settings.sleep_window
+        self._force_open = settings.force_open
+        self._force_closed = settings.force_closed
+        self._unlimited = settings.max_concurrent_requests == math.inf
+        target = 0 if self._unlimited else int(settings.max_concurrent_requests)
+        target_issued = self._issued - self._debt
+        if target > target_issued:
+            grow = target - target_issued
+            repaid = min(grow, self._debt)
+            self._debt -= repaid
+            self._tokens.extend([1] * (grow - repaid))
+            self._issued += grow - repaid
+        elif target < target_issued and not self._unlimited:
+            shrink = target_issued - target
+            while shrink and self._tokens:
+                self._tokens.pop()
+                self._issued -= 1
+                shrink -= 1
+            self._debt += shrink
+        self._set_gate()
+
+    def _set_gate(self) -> None:
+        # The one flag the hot path reads: may a call be admitted on a ticket alone?
+        self._gate = not self._force_open and (self._force_closed or self._state is _CLOSED)
+
+    # -- queries: pure, they never change the circuit --------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        """The current state. An open circuit whose sleep window is over stays OPEN until a call probes it."""
+        if self._force_open:
+            return State.FORCED_OPEN
+        if self._force_closed:
+            return State.FORCED_CLOSED
+        return self._state
+
+    @property
+    def active(self) -> int:
+        """Tickets held: runs in progress, abandoned ones included."""
+        return self._issued - len(self._tokens)
+
+    def is_open(self) -> bool:
+        """Whether an ordinary call would be short-circuited: open, half-open or forced open."""
+        return self.state in (State.OPEN, State.HALF_OPEN, State.FORCED_OPEN)
+
+    def allow_request(self) -> bool:
+        """Whether a call arriving now would be admitted to run. A pure query: it never takes the probe."""
+        now = self.clock()
+        with self._lock:  # a consistent view of state and tickets
+            if self._force_open:
+                return False
+            tickets = bool(self._tokens) or self._unlimited
+            if self._gate:
+                return tickets
+            if self._state is _OPEN:
+                return tickets and now - self._opened_at >= self._sleep
+            return tickets and not self._probe_in_flight
+
+    def statistics(self) -> CircuitStatistics:
+        """A frozen snapshot of the circuit's state, counts and tickets."""
+        now = self.clock()
+        with self._lock:  # a consistent snapshot across the counters and tickets
+            totals = self._rolling.totals_at(now)
+            active, abandoned = self.active, self.abandoned
+        errors = totals[FAILURE] + totals[TIMEOUT] + totals[REJECTED]
+        requests = errors + totals[SUCCESS]
+        return CircuitStatistics(
+            name=self.name,
+            state=self.state,
+            requests=requests,
+            errors=errors,
+            error_percentage=error_percentage(errors, requests),
+            counts=MappingProxyType({event.value: totals[i] for i, event in enumerate(EVENTS)}),
+            active=active,
+            abandoned=abandoned,
+            max_concurrent_requests=self.settings.max_concurrent_requests,
+        )
+
+    # -- admission ----------------------------------------------------------------------------------------------
+
+    def try_enter(self) -> bool:
+        """The lock-free admission of an ordinary call to a closed circuit: True if it now holds a ticket.
+
+        False means: go through `admit`, which decides (and counts) everything else.
+        """
+        if self._gate:
+            tokens = self._tokens
+            try:
+                tokens.pop()
+            except IndexError:
+                return False
+            if self._gate:  # still closed after the pop: the call was admitted at the pop
+                return True
+            tokens.append(1)
+        return False
+
+    def admit(self, now: float) -> int:
+        """Decide under the lock whether a call may run; on yes it holds a ticket.
+
+        Returns:
+            `ADMITTED`, a probe id (> 0), `SHORT_CIRCUITED` or `REJECTED_CALL`. Refusals are already counted.
+        """
+        with self._lock:  # the ticket, the state and the probe slot decide together
+            code, transition = self._admit(now)
+        if transition is not None:
+            self._emit(self, *transition)
+        return code
+
+    def _take_ticket(self) -> bool:
+        try:
+            self._tokens.pop()
+        except IndexError:
+            if not self._unlimited:
+                return False
+            self._issued += 1
+        return True
+
+    def _admit(self, now: float) -> tuple[int, tuple[State, State] | None]:
+        rolling = self._rolling
+        if self._force_open:
+            rolling.add(SHORT_CIRCUIT, now)
+            return SHORT_CIRCUITED, None
+        if self._gate:
+            if self._take_ticket():
+                return ADMITTED, None
+            rolling.add(REJECTED, now)
+            return REJECTED_CALL, self._check_health(now)
+        if self._state is _OPEN:
+            if now - self._opened_at < self._sleep:
+                rolling.add(SHORT_CIRCUIT, now)
+                return SHORT_CIRCUITED, None
+            if not self._take_ticket():  # the would-be probe finds no ticket: a failed probe
+                rolling.add(REJECTED, now)
+                self._opened_at = now
+                return REJECTED_CALL, None
+            self._state = _HALF_OPEN
+            return self._start_probe(now), (_OPEN, _HALF_OPEN)
+        # HALF_OPEN
+        if self._probe_in_flight:
+            rolling.add(SHORT_CIRCUIT, now)
+            if now < self._probe_deadline:
+                return SHORT_CIRCUITED, None
+            # The probe outlived its timeout and has not reported (caller isolation): it failed.
+            return SHORT_CIRCUITED, self._reopen(now)
+        if not self._take_ticket():
+            rolling.add(REJECTED, now)
+            return REJECTED_CALL, self._reopen(now)
+        return self._start_probe(now), None
+
+    def _start_probe(self, now: float) -> int:
+        self._probe_in_flight = True
+        self._probe_id += 1
+        self._probe_deadline = now + self.timeout
+        self._set_gate()
+        return self._probe_id
+
+    def _reopen(self, now: float) -> tuple[State, State] | None:
+        old = self._state
+        self._state = _OPEN
+        self._opened_at = now
+        self._probe_in_flight = False
+        self._set_gate()
+        return (old, _OPEN) if old is not _OPEN else None
+
+    # -- outcomes -----------------------------------------------------------------------------------------------
+
+    def give_back(self) -> None:
+        """Return one ticket to the pool."""
+        if self._debt:
+            with self._lock:  # re-check: another returning ticket may have paid the debt
+                if self._debt:
+                    self._debt -= 1
+                    self._issued -= 1
+                    return
+        self._tokens.append(1)
+
+    def count_success(self, now: float) -> None:
+        """Count an ordinary (non-probe) success; the caller gives its ticket back itself."""
+        lock = self._lock
+        lock.acquire()  # the counters are shared by every caller; acquire/release is half the cost of `with`
+        rolling = self._rolling
+        if now < rolling.end:
+            rolling.current[SUCCESS] += 1
+            rolling.totals[SUCCESS] += 1
+            errors = rolling.errors
+            lock.release()
+            if errors:  # only a window with errors can trip, when this success lifts it over the volume floor
+                self.check_health(now)
+            return
+        lock.release()
+        self.complete(SUCCESS, 0, now, ticket=False)
+
+    def check_health(self, now: float) -> None:
+        with self._lock:  # health reads the totals and may change the state
+            transition = self._check_health(now)
+        if transition is not None:
+            self._emit(self, *transition)
+
+    def _check_health(self, now: float) -> tuple[State, State] | None:
+        rolling = self._rolling
+        errors = rolling.errors
+        if not errors or self._state is not _CLOSED or self._force_closed:
+            return None
+        requests = errors + rolling.totals[SUCCESS]
+        if requests >= self._volume and (errors * 200 + requests) // (requests * 2) >= self._threshold:
+            return self._reopen(now)
+        return None
+
+    def _record(self, slot: int, probe: int, now: float) -> tuple[State, State] | None:
+        """Count a run's primary outcome and apply it to the state machine. Call under the lock."""
+        self._rolling.add(slot, now)
+        if not probe:
+            return self._check_health(now)
+        if probe != self._probe_id or not self._probe_in_flight:
+            return None  # a probe that already counted as failed: only the current probe decides
+        self._probe_in_flight = False
+        if slot == SUCCESS:
+            self._state = _CLOSED
+            self._rolling.clear()
+            self._set_gate()
+            return (_HALF_OPEN, _CLOSED)
+        if slot == BAD_REQUEST:
+            return None  # neither good nor bad news: the next call probes
+        return self._reopen(now)
+
+    def complete(self, slot: int, probe: int, now: float, *, ticket: bool = True) -> None:
+        """A run on the caller's thread ended with ``slot``: record the outcome and give back its ticket."""
+        with self._lock:  # the outcome and any state change land together
+            transition = self._record(slot, probe, now)
+        if ticket:
+            self.give_back()
+        if transition is not None:
+            self._emit(self, *transition)
+
+    def finish(self, attempt: Attempt, slot: int, now: float) -> bool:
+        """A run on a worker ended with ``slot``: give back its ticket and, unless it timed out, record it.
+
+        Returns:
+            True if this decided the call's outcome; False if the timeout had already decided it.
+        """
+        with self._lock:  # the once-guard: the run and its timeout race for the attempt's state
+            if attempt.state == TIMED_OUT:
+                self.abandoned -= 1
+                transition = None
+                decided = False
+            else:
+                attempt.state = DONE
+                transition = self._record(slot, attempt.probe, now)
+                decided = True
+        self.give_back()
+        if transition is not None:
+            self._emit(self, *transition)
+        return decided
+
+    def time_out(self, attempt: Attempt, now: float) -> bool:
+        """The attempt's timeout fired: unless the run already finished, record a timeout.
+
+        The run keeps its ticket until it really returns (see `finish`): that bounds the threads a hung
+        dependency can hold to ``max_concurrent_requests``.
+
+        Returns:
+            True if this decided the call's outcome (a timeout); False if the run had already finished.
+        """
+        with self._lock:  # the once-guard, as in `finish`
+            if attempt.state != PENDING:
+                return False
+            attempt.state = TIMED_OUT
+            self.abandoned += 1
+            transition = self._record(TIMEOUT, attempt.probe, now)
+        if transition is not None:
+            self._emit(self, *transition)
+        return True
+
+    def withdraw(self, attempt: Attempt) -> None:
+        """An admitted call could not be started (no thread could be made): give back its ticket and probe."""
+        with self._lock:  # the attempt's state and the probe slot change together
+            if attempt.state == TIMED_OUT:
+                self.abandoned -= 1
+            attempt.state = DONE
+            if attempt.probe and attempt.probe == self._probe_id:
+                self._probe_in_flight = False
+        self.give_back()
+
+    def count(self, slot: int, now: float) -> None:
+        """Count a secondary event (a fallback's outcome)."""
+        with self._lock:  # the counters are shared by every caller
+            self._rolling.add(slot, now)
+
+    def configure(self, settings: Settings) -> None:
+        """Apply new settings at once, keeping the counts (re-bucketed if the window's shape changed)."""
+        now = self.clock()
+        with self._lock:  # settings, tickets, gate and counters change together
+            before = self.state
+            old = self.settings
+            if (old.rolling_window, old.rolling_buckets) != (settings.rolling_window, settings.rolling_buckets):
+                self._rolling = self._rolling.resized(settings.rolling_window, settings.rolling_buckets, now)
+            self._apply(settings)
+            after = self.state
+        if after is not before:
+            self._emit(self, before, after)

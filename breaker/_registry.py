@@ -1,0 +1,173 @@
+"""The name-keyed registry of circuits, their settings, and the threads that serve them.
+
+One `Registry` is current at a time (`current()`); `breaker.testing` swaps in an isolated one. The call path reads
+``circuits`` without a lock (a dict lookup is atomic); creation and configuration take the registry's lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+
+from ._circuit import Circuit
+from ._events import State
+from ._settings import BUILTIN, CommandConfig, Settings
+from ._workers import Timer, WorkerPool
+
+__all__ = ["Registry", "current"]
+
+logger = logging.getLogger("breaker")
+
+Clock = Callable[[], float]
+
+
+def check_name(name: object) -> str:
+    if not isinstance(name, str):
+        raise TypeError(f"a command name must be a str, got {type(name).__name__} {name!r}")
+    if not name:
+        raise ValueError("a command name must not be empty")
+    return name
+
+
+def check_config(config: object, what: str) -> CommandConfig:
+    if not isinstance(config, CommandConfig):
+        raise TypeError(f"{what} must be a breaker.CommandConfig, got {type(config).__name__} {config!r}")
+    return config
+
+
+class Registry:
+    """Circuits by name, the configuration they resolve from, the worker pool and the timer."""
+
+    def __init__(self, clock: Clock = time.monotonic) -> None:
+        self.clock = clock
+        #: Read on every call without the lock; written under it.
+        self.circuits: dict[str, Circuit] = {}
+        # Guards creation of circuits and every configuration change, so that a circuit is created once and
+        # always with the settings current at that moment.
+        self._lock = threading.Lock()
+        self._defaults = CommandConfig()
+        self._default_settings = BUILTIN
+        self._configs: dict[str, CommandConfig] = {}
+        self._settings: dict[str, Settings] = {}
+        self.pool = WorkerPool()
+        self.timer = Timer()
+
+    def __repr__(self) -> str:
+        return f"<Registry circuits={len(self.circuits)} {self.pool!r} {self.timer!r}>"
+
+    # -- circuits ---------------------------------------------------------------------------------------------
+
+    def circuit(self, name: str) -> Circuit:
+        """The circuit of ``name``, created on first use. The hot path."""
+        circuit = self.circuits.get(name)
+        if circuit is None:
+            circuit = self.get_circuit(name)[0]
+        return circuit
+
+    def get_circuit(self, name: str) -> tuple[Circuit, bool]:
+        circuit = self.circuits.get(name)
+        if circuit is not None:
+            return circuit, False
+        check_name(name)
+        with self._lock:  # re-check: another thread may have created it since the lookup above
+            circuit = self.circuits.get(name)
+            if circuit is not None:
+                return circuit, False
+            circuit = Circuit(name, self.get_settings(name), self.clock, self.emit)
+            self.circuits[name] = circuit
+            return circuit, True
+
+    def flush(self) -> None:
+        """Drop every circuit and its metrics (settings stay) and stop idle threads."""
+        with self._lock:  # no circuit is created half-way through
+            self.circuits = {}
+        self.pool.stop_idle()
+        self.timer.stop_idle()
+
+    # -- configuration ----------------------------------------------------------------------------------------
+
+    def get_settings(self, name: str) -> Settings:
+        check_name(name)
+        settings = self._settings.get(name)
+        if settings is None:
+            config = self._configs.get(name)
+            settings = self._default_settings if config is None else config.over(self._default_settings)
+        return settings
+
+    def configure(self, configs: Mapping[str, CommandConfig]) -> None:
+        if not isinstance(configs, Mapping):
+            raise TypeError(
+                f"configure() takes a mapping of command name to CommandConfig, got {type(configs).__name__}"
+            )
+        for name, config in configs.items():
+            check_name(name)
+            check_config(config, f"the config of {name!r}")
+        with self._lock:  # settings and circuits change together; nothing is applied unless all resolve
+            resolved = {name: config.over(self._default_settings) for name, config in configs.items()}
+            self._configs.update(configs)
+            self._settings.update(resolved)
+            changed = [(self.circuits[n], s) for n, s in resolved.items() if n in self.circuits]
+        for circuit, settings in changed:
+            circuit.configure(settings)
+
+    def configure_defaults(self, config: CommandConfig) -> None:
+        check_config(config, "configure_defaults() argument")
+        with self._lock:  # settings and circuits change together; nothing is applied unless all resolve
+            defaults = config.over(BUILTIN)
+            settings = {name: c.over(defaults) for name, c in self._configs.items()}
+            self._defaults = config
+            self._default_settings = defaults
+            self._settings = settings
+            changed = [(c, settings.get(c.name, defaults)) for c in self.circuits.values()]
+        for circuit, resolved in changed:
+            circuit.configure(resolved)
+
+    # -- state changes ----------------------------------------------------------------------------------------
+
+    def emit(self, circuit: Circuit, old: State, new: State) -> None:
+        """Report a state change. Called by circuits after their lock is released."""
+        if new in (State.OPEN, State.FORCED_OPEN):
+            stats = circuit.statistics()
+            logger.warning(
+                "circuit %r opened (was %s): %d errors in %d requests (%d%%) over the window",
+                circuit.name,
+                old.value,
+                stats.errors,
+                stats.requests,
+                stats.error_percentage,
+            )
+        elif new is State.HALF_OPEN:
+            logger.info("circuit %r half-open: one probe call goes through", circuit.name)
+        else:
+            logger.info("circuit %r is %s (was %s)", circuit.name, new.value, old.value)
+
+    # -- fork -------------------------------------------------------------------------------------------------
+
+    def reinit_after_fork(self) -> None:
+        """In a forked child: fresh locks and threads, and no circuit state inherited from the parent."""
+        self._lock = threading.Lock()
+        self.circuits = {}
+        self.pool.reinit_after_fork()
+        self.timer.reinit_after_fork()
+
+
+_current = Registry()
+
+
+def current() -> Registry:
+    """The registry the module-level API uses."""
+    return _current
+
+
+def swap(registry: Registry) -> Registry:
+    """Make ``registry`` current; returns the one it replaces."""
+    global _current
+    old, _current = _current, registry
+    return old
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=lambda: _current.reinit_after_fork())
