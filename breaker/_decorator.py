@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, TypeVar, overload
-
-from typing_extensions import Concatenate, ParamSpec
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast, overload
 
 from . import _registry
 from ._api import check_callable
@@ -49,8 +47,8 @@ def command(name: str, *, fallback: Callable[..., Any] | None = None) -> Callabl
             registry = _registry._current
             circuit = registry.circuits.get(name) or registry.get_circuit(name)[0]
             if circuit.threaded:
-                return call_in_thread(registry, circuit, fn, args, kwargs, fallback)
-            return call_in_caller(circuit, fn, args, kwargs, fallback)
+                return cast(T, call_in_thread(registry, circuit, fn, args, kwargs, fallback))
+            return cast(T, call_in_caller(circuit, fn, args, kwargs, fallback))
 
         return wrapper
 

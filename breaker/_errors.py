@@ -106,7 +106,4 @@ class FallbackError(CircuitError):
         self.fallback_error = fallback_error
 
     def __str__(self) -> str:
-        return (
-            f"command {self.name!r}: fallback failed with {self.fallback_error!r}. "
-            f"run error was {self.run_error!r}"
-        )
+        return f"command {self.name!r}: fallback failed with {self.fallback_error!r}. run error was {self.run_error!r}"

@@ -14,7 +14,7 @@ from typing import Any, Generic, TypeVar
 
 from ._circuit import PENDING, SHORT_CIRCUITED, Circuit
 from ._errors import CircuitOpenError, CommandTimeoutError, FallbackError, MaxConcurrencyError
-from ._events import BAD_REQUEST, FALLBACK_FAILURE, FALLBACK_SUCCESS, FAILURE, SUCCESS, TIMEOUT
+from ._events import BAD_REQUEST, FAILURE, FALLBACK_FAILURE, FALLBACK_SUCCESS, SUCCESS, TIMEOUT
 from ._registry import Registry
 
 __all__ = ["call_in_caller", "call_in_thread", "start_in_thread"]
@@ -233,7 +233,6 @@ class _FutureAttempt(_Attempt[T]):
             self.registry.timer.cancel(self.timer_entry)
         if decided:
             _resolve(self.future, self.answer, self.user_args, self.user_kwargs, self.fallback)
-        return None
 
     def expire(self) -> None:
         """On the timer thread: the timeout fired."""

@@ -170,4 +170,5 @@ def swap(registry: Registry) -> Registry:
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=lambda: _current.reinit_after_fork())
+    # A lambda, not a bound method: it must reach whichever registry is current at fork time.
+    os.register_at_fork(after_in_child=lambda: _current.reinit_after_fork())  # noqa: PLW0108

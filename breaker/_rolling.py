@@ -11,6 +11,8 @@ from ._events import FAILURE, N_EVENTS, REJECTED, TIMEOUT
 
 __all__ = ["RollingCounter"]
 
+_ERRORS = (FAILURE, TIMEOUT, REJECTED)
+
 
 class RollingCounter:
     """Counts per event slot over a rolling window of ``buckets`` buckets of ``window / buckets`` seconds.
@@ -49,7 +51,7 @@ class RollingCounter:
             self.advance(now)
         self.current[slot] += 1
         self.totals[slot] += 1
-        if slot == FAILURE or slot == TIMEOUT or slot == REJECTED:
+        if slot in _ERRORS:
             self.errors += 1
 
     def advance(self, now: float) -> None:

@@ -12,9 +12,7 @@ import enum
 import math
 from collections.abc import Iterable
 from datetime import timedelta
-from typing import Final, Literal, Union
-
-from typing_extensions import TypeAlias
+from typing import Final, Literal, TypeAlias
 
 __all__ = ["BUILTIN", "UNSET", "CommandConfig", "Isolation", "Settings", "UnsetType"]
 
@@ -34,8 +32,8 @@ class UnsetType(enum.Enum):
 UNSET: Final = UnsetType.UNSET
 
 Isolation: TypeAlias = Literal["thread", "caller"]
-Duration: TypeAlias = Union[float, timedelta]
-ExceptionTypes: TypeAlias = Union[type[BaseException], Iterable[type[BaseException]]]
+Duration: TypeAlias = float | timedelta
+ExceptionTypes: TypeAlias = type[BaseException] | Iterable[type[BaseException]]
 
 _ISOLATIONS: Final = ("thread", "caller")
 _MIN_BUCKET: Final = 0.001  # seconds; finer buckets cost more than they tell
@@ -200,8 +198,7 @@ def _duration(field: str, value: object, *, allow_inf: bool) -> float:
     else:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise TypeError(
-                f"CommandConfig.{field} must be seconds as a float or a timedelta, "
-                f"got {type(value).__name__} {value!r}"
+                f"CommandConfig.{field} must be seconds as a float or a timedelta, got {type(value).__name__} {value!r}"
             )
         seconds = float(value)
     inf_ok = " (or math.inf to disable it)" if allow_inf else ""

@@ -16,16 +16,14 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import Optional
-
-from typing_extensions import TypeAlias
+from typing import TypeAlias
 
 __all__ = ["Task", "Timer", "WorkerPool"]
 
 #: Work for a worker. It must not raise. It returns a callable that wakes whoever waits for it, or None: the
 #: worker goes back to the idle stack *before* waking them, so a caller making one call after another finds it
 #: free again instead of starting a thread each time.
-Task: TypeAlias = Callable[[], Optional[Callable[[], object]]]
+Task: TypeAlias = Callable[[], Callable[[], object] | None]
 
 _STOP = None
 _thread_ids = itertools.count(1)
@@ -181,7 +179,7 @@ class Timer:
                 while heap and heap[0][2] is None:
                     heapq.heappop(heap)
                 if not heap:
-                    if self._stopping or not cond.wait(self.linger) and not heap:
+                    if self._stopping or (not cond.wait(self.linger) and not heap):
                         self._stopping = False
                         self._thread = None
                         return
