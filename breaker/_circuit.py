@@ -124,10 +124,12 @@ class Circuit:
         "_tokens",
         "_unlimited",
         "_volume",
+        "_watch",
         "abandoned",
         "clock",
         "ignored",
         "isolation",
+        "live",
         "name",
         "settings",
         "threaded",
@@ -138,6 +140,9 @@ class Circuit:
         self.name = name
         self.clock = clock
         self._emit = emit
+        #: True while this circuit is the one its name resolves to (in the current registry, not flushed);
+        #: decorated functions cache their circuit and look it up again when this turns False.
+        self.live = False
         # Guards state, counts, the ticket bookkeeping other than the token list itself, and the probe. Held only
         # for a few field updates: never across user code, I/O, a wait or the emit callback.
         self._lock = threading.Lock()
@@ -153,6 +158,9 @@ class Circuit:
         #: Runs that timed out and still hold their ticket.
         self.abandoned = 0
         self._rolling = RollingCounter(settings.rolling_window, settings.rolling_buckets, clock())
+        #: Could one more success trip the circuit (errors in the window, volume floor still ahead)? Only then
+        #: does the lock-free success path take the lock to evaluate health.
+        self._watch = False
         self._apply(settings)
 
     def __repr__(self) -> str:
@@ -346,22 +354,25 @@ class Circuit:
         self._tokens.append(1)
 
     def count_success(self, now: float) -> None:
-        """Count an ordinary (non-probe) success; the caller gives its ticket back itself."""
-        lock = self._lock
-        lock.acquire()  # the counters are shared by every caller; acquire/release is half the cost of `with`
+        """Count an ordinary (non-probe) success; the caller gives its ticket back itself.
+
+        The drivers inline the lock-free case: ``now < _rolling.end``: ``next(_rolling.success)``, then
+        `check_health` only if ``_watch``.
+        """
         rolling = self._rolling
         if now < rolling.end:
-            rolling.current[SUCCESS] += 1
-            rolling.totals[SUCCESS] += 1
-            errors = rolling.errors
-            lock.release()
-            if errors:  # only a window with errors can trip, when this success lifts it over the volume floor
+            next(rolling.success)  # atomic: no lock
+            if self._watch:
                 self.check_health(now)
             return
-        lock.release()
-        self.complete(SUCCESS, 0, now, ticket=False)
+        with self._lock:  # a new bucket: the ring advances, which changes the totals health reads
+            rolling.add(SUCCESS, now)
+            transition = self._check_health(now)
+        if transition is not None:
+            self._emit(self, *transition)
 
     def check_health(self, now: float) -> None:
+        """Evaluate health now (after a success counted lock-free while ``_watch`` was set)."""
         with self._lock:  # health reads the totals and may change the state
             transition = self._check_health(now)
         if transition is not None:
@@ -371,10 +382,17 @@ class Circuit:
         rolling = self._rolling
         errors = rolling.errors
         if not errors or self._state is not _CLOSED or self._force_closed:
+            self._watch = False
             return None
-        requests = errors + rolling.totals[SUCCESS]
-        if requests >= self._volume and (errors * 200 + requests) // (requests * 2) >= self._threshold:
+        requests = errors + rolling.successes()
+        threshold = self._threshold
+        if requests >= self._volume and (errors * 200 + requests) // (requests * 2) >= threshold:
+            self._watch = False
             return self._reopen(now)
+        # Successes only lower the error percentage: the highest it can be once the volume floor is reached is
+        # with the fewest requests that reach it.
+        fewest = max(requests + 1, self._volume)
+        self._watch = (errors * 200 + fewest) // (fewest * 2) >= threshold
         return None
 
     def _record(self, slot: int, probe: int, now: float) -> tuple[State, State] | None:
@@ -466,6 +484,8 @@ class Circuit:
             if (old.rolling_window, old.rolling_buckets) != (settings.rolling_window, settings.rolling_buckets):
                 self._rolling = self._rolling.resized(settings.rolling_window, settings.rolling_buckets, now)
             self._apply(settings)
+            # New thresholds: let the next success evaluate health (a configuration change never trips).
+            self._watch = bool(self._rolling.errors)
             after = self.state
         if after is not before:
             self._emit(self, before, after)

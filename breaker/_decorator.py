@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, Concatenate, ParamSpec, TypeVar, cast, overload
+from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 
 from . import _registry
 from ._api import check_callable
+from ._circuit import Circuit
 from ._execute import call_in_caller, call_in_thread
 from ._registry import check_name
 
@@ -42,13 +43,20 @@ def command(name: str, *, fallback: Callable[..., Any] | None = None) -> Callabl
     def decorate(fn: Callable[P, T]) -> Callable[P, T]:
         check_callable("the decorated object", name, fn)
 
+        circuit: Circuit | None = None  # cached until flush() or a registry swap makes it stale
+
         @functools.wraps(fn)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-            registry = _registry._current
-            circuit = registry.circuits.get(name) or registry.get_circuit(name)[0]
-            if circuit.threaded:
-                return cast(T, call_in_thread(registry, circuit, fn, args, kwargs, fallback))
-            return cast(T, call_in_caller(circuit, fn, args, kwargs, fallback))
+            nonlocal circuit
+            current = circuit
+            if current is None or not current.live:
+                current = circuit = _registry._current.get_circuit(name)[0]
+            result: T  # the fallback is typed loosely above; a typed local costs nothing, unlike cast()
+            if current.threaded:
+                result = call_in_thread(_registry._current, current, fn, args, kwargs, fallback)
+            else:
+                result = call_in_caller(current, fn, args, kwargs, fallback)
+            return result
 
         return wrapper
 

@@ -77,13 +77,16 @@ class Registry:
             if circuit is not None:
                 return circuit, False
             circuit = Circuit(name, self.get_settings(name), self.clock, self.emit)
+            circuit.live = self is _current
             self.circuits[name] = circuit
             return circuit, True
 
     def flush(self) -> None:
         """Drop every circuit and its metrics (settings stay) and stop idle threads."""
         with self._lock:  # no circuit is created half-way through
-            self.circuits = {}
+            dropped, self.circuits = self.circuits, {}
+        for circuit in dropped.values():
+            circuit.live = False
         self.pool.stop_idle()
         self.timer.stop_idle()
 
@@ -149,6 +152,8 @@ class Registry:
     def reinit_after_fork(self) -> None:
         """In a forked child: fresh locks and threads, and no circuit state inherited from the parent."""
         self._lock = threading.Lock()
+        for circuit in self.circuits.values():
+            circuit.live = False
         self.circuits = {}
         self.pool.reinit_after_fork()
         self.timer.reinit_after_fork()
@@ -166,6 +171,10 @@ def swap(registry: Registry) -> Registry:
     """Make ``registry`` current; returns the one it replaces."""
     global _current
     old, _current = _current, registry
+    for circuit in old.circuits.values():
+        circuit.live = False
+    for circuit in registry.circuits.values():
+        circuit.live = True
     return old
 
 
