@@ -32,6 +32,7 @@ from typing import Final, Protocol
 
 from ._events import (
     BAD_REQUEST,
+    CANCELLED,
     EVENTS,
     FAILURE,
     REJECTED,
@@ -122,6 +123,8 @@ class Circuit:
         "_state",
         "_threshold",
         "_tokens",
+        "_trip_errors",
+        "_trip_requests",
         "_unlimited",
         "_volume",
         "_watch",
@@ -161,6 +164,8 @@ class Circuit:
         #: Could one more success trip the circuit (errors in the window, volume floor still ahead)? Only then
         #: does the lock-free success path take the lock to evaluate health.
         self._watch = False
+        # The window's figures when it last opened, for the log line (read without the lock).
+        self._trip_errors = self._trip_requests = 0
         self._apply(settings)
 
     def __repr__(self) -> str:
@@ -334,6 +339,8 @@ class Circuit:
         return self._probe_id
 
     def _reopen(self, now: float) -> tuple[State, State] | None:
+        self._trip_errors = errors = self._rolling.errors
+        self._trip_requests = errors + self._rolling.successes()
         old = self._state
         self._state = _OPEN
         self._opened_at = now
@@ -347,11 +354,22 @@ class Circuit:
         """Return one ticket to the pool."""
         if self._debt:
             with self._lock:  # re-check: another returning ticket may have paid the debt
-                if self._debt:
-                    self._debt -= 1
-                    self._issued -= 1
+                if self._repay():
                     return
         self._tokens.append(1)
+
+    def _repay(self) -> bool:
+        """Under the lock: destroy a returning ticket if tickets are owed (max_concurrent_requests went down)."""
+        if self._debt:
+            self._debt -= 1
+            self._issued -= 1
+            return True
+        return False
+
+    @property
+    def trip_figures(self) -> tuple[int, int]:
+        """(errors, requests) in the window when the circuit last opened."""
+        return self._trip_errors, self._trip_requests
 
     def count_success(self, now: float) -> None:
         """Count an ordinary (non-probe) success; the caller gives its ticket back itself.
@@ -399,7 +417,7 @@ class Circuit:
         """Count a run's primary outcome and apply it to the state machine. Call under the lock."""
         self._rolling.add(slot, now)
         if not probe:
-            return self._check_health(now)
+            return self._check_health(now) if slot != CANCELLED else None
         if probe != self._probe_id or not self._probe_in_flight:
             return None  # a probe that already counted as failed: only the current probe decides
         self._probe_in_flight = False
@@ -408,7 +426,7 @@ class Circuit:
             self._rolling.clear()
             self._set_gate()
             return (_HALF_OPEN, _CLOSED)
-        if slot == BAD_REQUEST:
+        if slot in (BAD_REQUEST, CANCELLED):
             return None  # neither good nor bad news: the next call probes
         return self._reopen(now)
 

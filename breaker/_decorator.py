@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import inspect
+from collections.abc import Awaitable, Callable
 from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 
 from . import _registry
+from ._aexecute import call_async
 from ._api import check_callable
 from ._circuit import Circuit
 from ._execute import call_in_caller, call_in_thread
@@ -32,7 +34,9 @@ def command(name: str, *, fallback: Callable[..., Any] | None = None) -> Callabl
     """Decorate a function so that every call to it goes through the command ``name``.
 
     The wrapper keeps the function's signature and metadata. ``fallback``, if given, is called as
-    ``fallback(error, *args, **kwargs)`` with the arguments of the failed call.
+    ``fallback(error, *args, **kwargs)`` with the arguments of the failed call. A coroutine function (also behind
+    `functools.partial`, or an object whose ``__call__`` is ``async def``) gets an async wrapper that goes
+    through `breaker.do_async`'s path; the choice is made once, here; its fallback may be sync or async.
 
     Raises:
         TypeError: The name is not a str, or ``fallback`` or the decorated object is not callable.
@@ -42,6 +46,8 @@ def command(name: str, *, fallback: Callable[..., Any] | None = None) -> Callabl
 
     def decorate(fn: Callable[P, T]) -> Callable[P, T]:
         check_callable("the decorated object", name, fn)
+        if is_async_callable(fn):
+            return _decorate_async(name, fn, fallback)  # type: ignore[arg-type, return-value]
 
         circuit: Circuit | None = None  # cached until flush() or a registry swap makes it stale
 
@@ -61,3 +67,31 @@ def command(name: str, *, fallback: Callable[..., Any] | None = None) -> Callabl
         return wrapper
 
     return decorate
+
+
+def is_async_callable(fn: object) -> bool:
+    """Whether calling ``fn`` returns a coroutine: an ``async def``, a partial of one, or an async ``__call__``."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    if inspect.iscoroutinefunction(fn):
+        return True
+    if inspect.isfunction(fn) or inspect.ismethod(fn) or isinstance(fn, type):
+        return False
+    return inspect.iscoroutinefunction(getattr(fn, "__call__", None))  # noqa: B004 - the method itself
+
+
+def _decorate_async(
+    name: str, fn: Callable[P, Awaitable[T]], fallback: Callable[..., Any] | None
+) -> Callable[P, Awaitable[T]]:
+    circuit: Circuit | None = None  # cached until flush() or a registry swap makes it stale
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        nonlocal circuit
+        current = circuit
+        if current is None or not current.live:
+            current = circuit = _registry._current.get_circuit(name)[0]
+        result: T = await call_async(current, fn, args, kwargs, fallback)
+        return result
+
+    return wrapper

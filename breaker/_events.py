@@ -35,6 +35,8 @@ class Event(str, enum.Enum):
     BAD_REQUEST = "bad-request"
     FALLBACK_SUCCESS = "fallback-success"
     FALLBACK_FAILURE = "fallback-failure"
+    #: The awaiting caller was cancelled (asyncio): neither a request nor an error.
+    CANCELLED = "cancelled"
 
     def __str__(self) -> str:
         return self.value
@@ -52,6 +54,11 @@ REJECTED = 4
 BAD_REQUEST = 5
 FALLBACK_SUCCESS = 6
 FALLBACK_FAILURE = 7
-N_EVENTS = 8
+CANCELLED = 8
+N_EVENTS = 9
 
-assert [EVENTS.index(e) for e in (Event.SUCCESS, Event.FALLBACK_FAILURE)] == [SUCCESS, FALLBACK_FAILURE]
+assert [EVENTS.index(e) for e in (Event.SUCCESS, Event.FALLBACK_FAILURE, Event.CANCELLED)] == [
+    SUCCESS,
+    FALLBACK_FAILURE,
+    CANCELLED,
+]

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
-from ._circuit import Circuit
+from ._circuit import Circuit, error_percentage
 from ._events import State
 from ._settings import BUILTIN, CommandConfig, Settings
 from ._workers import Timer, WorkerPool
@@ -132,16 +132,18 @@ class Registry:
 
     def emit(self, circuit: Circuit, old: State, new: State) -> None:
         """Report a state change. Called by circuits after their lock is released."""
-        if new in (State.OPEN, State.FORCED_OPEN):
-            stats = circuit.statistics()
+        if new is State.OPEN:
+            errors, requests = circuit.trip_figures  # taken under the circuit's lock as it opened
             logger.warning(
                 "circuit %r opened (was %s): %d errors in %d requests (%d%%) over the window",
                 circuit.name,
                 old.value,
-                stats.errors,
-                stats.requests,
-                stats.error_percentage,
+                errors,
+                requests,
+                error_percentage(errors, requests),
             )
+        elif new is State.FORCED_OPEN:
+            logger.warning("circuit %r forced open (was %s)", circuit.name, old.value)
         elif new is State.HALF_OPEN:
             logger.info("circuit %r half-open: one probe call goes through", circuit.name)
         else:

@@ -1,0 +1,238 @@
+"""The async driver: runs a call through its circuit inline in the awaiting task. The only module importing asyncio.
+
+The run is awaited in the caller's own task under ``asyncio.timeout``, so a timeout cancels it for real and the
+ticket comes back only once it has finished unwinding: async runs are never abandoned. Sync and async callers of
+one name share one circuit: the same tickets, window, state and probe.
+
+Nothing here blocks the event loop. The usual paths take no lock (`Circuit.try_enter`, the lock-free success
+count); when the circuit's lock is needed, `_hold` takes it without blocking, yielding to the loop while a thread
+holds it (for microseconds). No lock is ever held across an await.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import math
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar, cast
+
+from ._circuit import SHORT_CIRCUITED, Circuit
+from ._errors import CircuitOpenError, CommandTimeoutError, FallbackError, MaxConcurrencyError
+from ._events import (
+    BAD_REQUEST,
+    CANCELLED,
+    FAILURE,
+    FALLBACK_FAILURE,
+    FALLBACK_SUCCESS,
+    SUCCESS,
+    TIMEOUT,
+    State,
+)
+from ._execute import Args, Kwargs
+
+__all__ = ["call_async"]
+
+T = TypeVar("T")
+
+if sys.version_info >= (3, 11):
+    _timeout = asyncio.timeout
+else:  # pragma: no cover - Python 3.10
+    _timeout = None
+
+
+async def _hold(circuit: Circuit) -> bool:
+    """Take the circuit's lock without blocking the loop.
+
+    Returns:
+        Whether the task was cancelled while it waited: the caller finishes its bookkeeping (which must not be
+        lost) and then raises `asyncio.CancelledError` itself.
+    """
+    lock = circuit._lock
+    cancelled = False
+    while not lock.acquire(False):  # held by a thread, for a few bytecodes: let it run
+        try:
+            await asyncio.sleep(0)
+        except asyncio.CancelledError:  # noqa: PERF203 - the loop turns only while a thread holds the lock
+            cancelled = True
+    return cancelled
+
+
+def _emit(circuit: Circuit, transition: tuple[State, State] | None) -> None:
+    if transition is not None:
+        circuit._emit(circuit, *transition)
+
+
+async def _admit(circuit: Circuit, now: float) -> int:
+    cancelled = await _hold(circuit)
+    try:
+        code, transition = circuit._admit(now)
+    finally:
+        circuit._lock.release()
+    _emit(circuit, transition)
+    if cancelled:
+        if code >= 0:
+            await _finish(circuit, CANCELLED, code, now)
+        raise asyncio.CancelledError
+    return code
+
+
+async def _count(circuit: Circuit, slot: int) -> None:
+    cancelled = await _hold(circuit)
+    try:
+        circuit._rolling.add(slot, circuit.clock())
+    finally:
+        circuit._lock.release()
+    if cancelled:
+        raise asyncio.CancelledError
+
+
+async def _fall_back(
+    circuit: Circuit, error: BaseException, args: Args, kwargs: Kwargs, fallback: Callable[..., Any] | None
+) -> Any:
+    if fallback is None:
+        try:
+            raise error
+        finally:
+            del error
+    try:
+        value = fallback(error, *args, **kwargs)
+        if inspect.isawaitable(value):
+            value = await value
+    except asyncio.CancelledError:
+        raise  # the caller was cancelled while an async fallback ran: not the fallback's failure
+    except Exception as fallback_error:
+        await _count(circuit, FALLBACK_FAILURE)
+        raise FallbackError(circuit.name, error, fallback_error) from fallback_error
+    except BaseException:
+        await _count(circuit, FALLBACK_FAILURE)
+        raise
+    await _count(circuit, FALLBACK_SUCCESS)
+    return value
+
+
+async def call_async(
+    circuit: Circuit,
+    fn: Callable[..., Awaitable[T]],
+    args: Args,
+    kwargs: Kwargs,
+    fallback: Callable[..., Any] | None,
+) -> T:
+    """Run ``fn(*args, **kwargs)`` and await it through ``circuit``, inline in the current task."""
+    clock = circuit.clock
+    start = clock()
+    probe = 0 if circuit.try_enter() else await _admit(circuit, start)
+    if probe < 0:
+        refusal: CircuitOpenError | MaxConcurrencyError
+        if probe == SHORT_CIRCUITED:
+            refusal = CircuitOpenError(circuit.name)
+        else:
+            refusal = MaxConcurrencyError(circuit.name, circuit.settings.max_concurrent_requests)
+        return cast(T, await _fall_back(circuit, refusal, args, kwargs, fallback))
+    timeout = circuit.timeout
+    deadline = None
+    try:
+        awaitable = fn(*args, **kwargs)
+        if not inspect.isawaitable(awaitable):
+            raise _NotAwaitable(awaitable)
+        if timeout == math.inf:
+            value = await awaitable
+        elif _timeout is not None:
+            deadline = _timeout(timeout)
+            async with deadline:
+                value = await awaitable
+        else:  # pragma: no cover - Python 3.10: no asyncio.timeout
+            value = await asyncio.wait_for(awaitable, timeout)
+    except _NotAwaitable as bad:
+        await _withdraw(circuit, probe)
+        raise TypeError(
+            f"command {circuit.name!r}: run must return an awaitable for an async call, "
+            f"got {type(bad.value).__name__} {bad.value!r}"
+        ) from None
+    except asyncio.CancelledError:
+        # The caller was cancelled (or its own enclosing timeout fired): never swallowed, no fallback.
+        with contextlib.suppress(asyncio.CancelledError):  # cancelled again while recording: re-raise the first
+            await _finish(circuit, CANCELLED, probe, clock())
+        raise
+    except Exception as error:
+        end = clock()
+        if circuit.ignored and isinstance(error, circuit.ignored):
+            await _finish(circuit, BAD_REQUEST, probe, end)
+            raise
+        if (deadline is not None and deadline.expired()) or end - start > timeout:
+            await _finish(circuit, TIMEOUT, probe, end)
+            timeout_error = CommandTimeoutError(circuit.name, timeout)
+            if not (deadline is not None and deadline.expired()):
+                timeout_error.__cause__ = error  # the run failed on its own, after its deadline
+            return cast(T, await _fall_back(circuit, timeout_error, args, kwargs, fallback))
+        await _finish(circuit, FAILURE, probe, end)
+        return cast(T, await _fall_back(circuit, error, args, kwargs, fallback))
+    except BaseException:
+        await _finish(circuit, FAILURE, probe, clock())
+        raise
+    end = clock()
+    if end - start > timeout:  # the run ignored its cancellation and returned late
+        await _finish(circuit, TIMEOUT, probe, end)
+        return cast(T, await _fall_back(circuit, CommandTimeoutError(circuit.name, timeout), args, kwargs, fallback))
+    if probe:
+        await _finish(circuit, SUCCESS, probe, end)
+        return value
+    rolling = circuit._rolling
+    if end < rolling.end and not circuit._watch:  # the lock-free success count, as in the sync driver
+        next(rolling.success)
+    else:
+        await _finish(circuit, SUCCESS, 0, end, ticket=False)
+    if circuit._debt:
+        await _finish_repay(circuit)
+    else:
+        circuit._tokens.append(1)
+    return value
+
+
+class _NotAwaitable(Exception):
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+
+async def _finish(circuit: Circuit, slot: int, probe: int, now: float, *, ticket: bool = True) -> None:
+    """Record an outcome (and give back the ticket); a cancellation that came meanwhile is raised after."""
+    cancelled = await _hold(circuit)
+    try:
+        transition = circuit._record(slot, probe, now)
+        repaid = circuit._repay() if ticket else True
+    finally:
+        circuit._lock.release()
+    if not repaid:
+        circuit._tokens.append(1)
+    _emit(circuit, transition)
+    if cancelled:
+        raise asyncio.CancelledError
+
+
+async def _finish_repay(circuit: Circuit) -> None:
+    cancelled = await _hold(circuit)
+    try:
+        repaid = circuit._repay()
+    finally:
+        circuit._lock.release()
+    if not repaid:
+        circuit._tokens.append(1)
+    if cancelled:
+        raise asyncio.CancelledError
+
+
+async def _withdraw(circuit: Circuit, probe: int) -> None:
+    """Give back the ticket (and the probe slot) of a call that never ran; nothing is counted."""
+    cancelled = await _hold(circuit)
+    try:
+        if probe and probe == circuit._probe_id:
+            circuit._probe_in_flight = False
+        repaid = circuit._repay()
+    finally:
+        circuit._lock.release()
+    if not repaid:
+        circuit._tokens.append(1)
+    if cancelled:
+        raise asyncio.CancelledError
