@@ -82,7 +82,7 @@ async def _admit(circuit: Circuit, now: float) -> int:
 async def _count(circuit: Circuit, slot: int) -> None:
     cancelled = await _hold(circuit)
     try:
-        circuit._rolling.add(slot, circuit.clock())
+        circuit._add(slot, circuit.clock())
     finally:
         circuit._lock.release()
     if cancelled:

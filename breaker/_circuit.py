@@ -300,36 +300,45 @@ class Circuit:
         return True
 
     def _admit(self, now: float) -> tuple[int, tuple[State, State] | None]:
-        rolling = self._rolling
+        add = self._add
         if self._force_open:
-            rolling.add(SHORT_CIRCUIT, now)
+            add(SHORT_CIRCUIT, now)
             return SHORT_CIRCUITED, None
         if self._gate:
             if self._take_ticket():
                 return ADMITTED, None
-            rolling.add(REJECTED, now)
+            add(REJECTED, now)
             return REJECTED_CALL, self._check_health(now)
         if self._state is _OPEN:
             if now - self._opened_at < self._sleep:
-                rolling.add(SHORT_CIRCUIT, now)
+                add(SHORT_CIRCUIT, now)
                 return SHORT_CIRCUITED, None
             if not self._take_ticket():  # the would-be probe finds no ticket: a failed probe
-                rolling.add(REJECTED, now)
+                add(REJECTED, now)
                 self._opened_at = now
                 return REJECTED_CALL, None
             self._state = _HALF_OPEN
             return self._start_probe(now), (_OPEN, _HALF_OPEN)
         # HALF_OPEN
         if self._probe_in_flight:
-            rolling.add(SHORT_CIRCUIT, now)
-            if now < self._probe_deadline:
+            add(SHORT_CIRCUIT, now)
+            if now <= self._probe_deadline:  # a run at exactly its timeout is still in time, as the drivers judge
                 return SHORT_CIRCUITED, None
             # The probe outlived its timeout and has not reported (caller isolation): it failed.
             return SHORT_CIRCUITED, self._reopen(now)
         if not self._take_ticket():
-            rolling.add(REJECTED, now)
+            add(REJECTED, now)
             return REJECTED_CALL, self._reopen(now)
         return self._start_probe(now), None
+
+    def _add(self, slot: int, now: float) -> None:
+        """Count an event under the lock. A new bucket drops old counts, which can raise the error percentage:
+        the next lock-free success must then evaluate health (`_watch`), whatever the event was."""
+        rolling = self._rolling
+        if now >= rolling.end:
+            rolling.advance(now)
+            self._watch = bool(rolling.errors)
+        rolling.add(slot, now)
 
     def _start_probe(self, now: float) -> int:
         self._probe_in_flight = True
@@ -384,7 +393,7 @@ class Circuit:
                 self.check_health(now)
             return
         with self._lock:  # a new bucket: the ring advances, which changes the totals health reads
-            rolling.add(SUCCESS, now)
+            self._add(SUCCESS, now)
             transition = self._check_health(now)
         if transition is not None:
             self._emit(self, *transition)
@@ -415,7 +424,7 @@ class Circuit:
 
     def _record(self, slot: int, probe: int, now: float) -> tuple[State, State] | None:
         """Count a run's primary outcome and apply it to the state machine. Call under the lock."""
-        self._rolling.add(slot, now)
+        self._add(slot, now)
         if not probe:
             return self._check_health(now) if slot != CANCELLED else None
         if probe != self._probe_id or not self._probe_in_flight:
@@ -491,7 +500,7 @@ class Circuit:
     def count(self, slot: int, now: float) -> None:
         """Count a secondary event (a fallback's outcome)."""
         with self._lock:  # the counters are shared by every caller
-            self._rolling.add(slot, now)
+            self._add(slot, now)
 
     def configure(self, settings: Settings) -> None:
         """Apply new settings at once, keeping the counts (re-bucketed if the window's shape changed)."""
