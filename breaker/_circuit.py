@@ -51,11 +51,6 @@ ADMITTED: Final = 0
 SHORT_CIRCUITED: Final = -1
 REJECTED_CALL: Final = -2
 
-#: Run states of an `Attempt`, decided once under the circuit's lock (the once-guard).
-PENDING: Final = 0
-DONE: Final = 1
-TIMED_OUT: Final = 2
-
 _CLOSED, _OPEN, _HALF_OPEN = State.CLOSED, State.OPEN, State.HALF_OPEN
 
 Emit = Callable[["Circuit", State, State], None]
@@ -64,7 +59,9 @@ Emit = Callable[["Circuit", State, State], None]
 class Attempt(Protocol):
     """A run in progress on another thread, whose outcome the run and its timeout race to decide."""
 
-    state: int
+    #: The once-guard: one item until the outcome is decided. Whichever side pops it (``list.pop`` is atomic)
+    #: decides; the other finds it empty.
+    guard: list[object]
     probe: int
 
 
@@ -454,19 +451,22 @@ class Circuit:
         Returns:
             True if this decided the call's outcome; False if the timeout had already decided it.
         """
-        with self._lock:  # the once-guard: the run and its timeout race for the attempt's state
-            if attempt.state == TIMED_OUT:
+        try:
+            attempt.guard.pop()
+        except IndexError:  # the timeout decided first: the run was abandoned, and now it is over
+            with self._lock:  # the abandoned count is shared
                 self.abandoned -= 1
-                transition = None
-                decided = False
-            else:
-                attempt.state = DONE
+            self.give_back()
+            return False
+        if slot == SUCCESS and not attempt.probe:
+            self.count_success(now)  # lock-free in the usual case
+        else:
+            with self._lock:  # the outcome and any state change land together
                 transition = self._record(slot, attempt.probe, now)
-                decided = True
+            if transition is not None:
+                self._emit(self, *transition)
         self.give_back()
-        if transition is not None:
-            self._emit(self, *transition)
-        return decided
+        return True
 
     def time_out(self, attempt: Attempt, now: float) -> bool:
         """The attempt's timeout fired: unless the run already finished, record a timeout.
@@ -477,10 +477,11 @@ class Circuit:
         Returns:
             True if this decided the call's outcome (a timeout); False if the run had already finished.
         """
-        with self._lock:  # the once-guard, as in `finish`
-            if attempt.state != PENDING:
-                return False
-            attempt.state = TIMED_OUT
+        try:
+            attempt.guard.pop()
+        except IndexError:
+            return False
+        with self._lock:  # the outcome, the abandoned count and any state change land together
             self.abandoned += 1
             transition = self._record(TIMEOUT, attempt.probe, now)
         if transition is not None:
@@ -489,10 +490,14 @@ class Circuit:
 
     def withdraw(self, attempt: Attempt) -> None:
         """An admitted call could not be started (no thread could be made): give back its ticket and probe."""
-        with self._lock:  # the attempt's state and the probe slot change together
-            if attempt.state == TIMED_OUT:
+        try:
+            attempt.guard.pop()
+            timed_out = False
+        except IndexError:
+            timed_out = True  # its timer fired first and counted it abandoned
+        with self._lock:  # the abandoned count and the probe slot
+            if timed_out:
                 self.abandoned -= 1
-            attempt.state = DONE
             if attempt.probe and attempt.probe == self._probe_id:
                 self._probe_in_flight = False
         self.give_back()

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from typing import Any, Generic, TypeVar
 
-from ._circuit import PENDING, SHORT_CIRCUITED, Circuit
+from ._circuit import SHORT_CIRCUITED, Circuit
 from ._errors import CircuitOpenError, CommandTimeoutError, FallbackError, MaxConcurrencyError
 from ._events import BAD_REQUEST, FAILURE, FALLBACK_FAILURE, FALLBACK_SUCCESS, SUCCESS, TIMEOUT
 from ._registry import Registry
@@ -121,9 +121,9 @@ def call_in_caller(
 
 
 class _Attempt(Generic[T]):
-    """One run handed to a worker. Its ``state`` is decided once, under the circuit's lock."""
+    """One run handed to a worker. Its outcome is decided once, by whichever of run and timeout pops ``guard``."""
 
-    __slots__ = ("args", "circuit", "done", "error", "fn", "kwargs", "probe", "slot", "state", "value")
+    __slots__ = ("args", "circuit", "done", "error", "fn", "guard", "kwargs", "probe", "slot", "value")
 
     def __init__(self, circuit: Circuit, fn: Callable[..., T], args: Args, kwargs: Kwargs, probe: int) -> None:
         self.circuit = circuit
@@ -131,7 +131,7 @@ class _Attempt(Generic[T]):
         self.args = args
         self.kwargs = kwargs
         self.probe = probe
-        self.state = PENDING
+        self.guard: list[object] = [None]
         self.value: T | None = None
         self.error: BaseException | None = None
         self.slot = SUCCESS
@@ -231,6 +231,9 @@ class _FutureAttempt(_Attempt[T]):
     def expire(self) -> None:
         """On the timer thread: the timeout fired."""
         if not self.circuit.time_out(self, self.circuit.clock()):
+            return
+        if self.fallback is None:  # nothing to run: resolve here (the future's callbacks run here, as usual)
+            self.answer_timeout()
             return
         try:
             self.registry.pool.submit(self.answer_timeout)  # the fallback is user code: not on the timer thread

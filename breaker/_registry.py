@@ -68,7 +68,11 @@ class Registry:
         return circuit
 
     def get_circuit(self, name: str) -> tuple[Circuit, bool]:
-        circuit = self.circuits.get(name)
+        try:
+            circuit = self.circuits.get(name)
+        except TypeError:  # unhashable: say what a name must be
+            check_name(name)
+            raise
         if circuit is not None:
             return circuit, False
         check_name(name)

@@ -30,15 +30,21 @@ _thread_ids = itertools.count(1)
 
 
 class WorkerPool:
-    """Elastic pool of daemon worker threads, most recently idle first."""
+    """Elastic pool of daemon worker threads, most recently idle first.
+
+    The hot path takes no lock: the idle stack is a list, and ``list.pop`` / ``list.append`` / ``list.remove``
+    are atomic. `stop_idle` retires a generation and drains the stack it swapped out by popping, so each idle
+    inbox is popped exactly once, by a caller (it gets a task) or by `stop_idle` (it gets `_STOP`); a worker that
+    parks in a stack already swapped out notices the new generation and takes itself out again.
+    """
 
     def __init__(self, idle_timeout: float = 60.0) -> None:
         self.idle_timeout = idle_timeout
-        # Guards the idle stack, the thread set and the generation. Held for list operations only.
-        self._lock = threading.Lock()
         self._idle: list[queue.SimpleQueue[Task | None]] = []
         self._threads: set[threading.Thread] = set()
         self._generation = 0
+        # Serialises stop_idle (the generation and the stack swap change together); never on the hot path.
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"<WorkerPool threads={len(self._threads)} idle={len(self._idle)}>"
@@ -54,36 +60,44 @@ class WorkerPool:
         Raises:
             RuntimeError: No thread could be started (interpreter shutdown, or the OS refused one).
         """
-        with self._lock:  # pop and push of the idle stack race between callers and parking workers
-            inbox = self._idle.pop() if self._idle else None
-        if inbox is not None:
+        try:
+            inbox = self._idle.pop()
+        except IndexError:
+            self._spawn(task)
+        else:
             inbox.put(task)
-            return
-        inbox = queue.SimpleQueue()
+
+    def _spawn(self, task: Task) -> None:
+        inbox: queue.SimpleQueue[Task | None] = queue.SimpleQueue()
         thread = threading.Thread(
-            target=self._work, args=(inbox, task), name=f"breaker-worker-{next(_thread_ids)}", daemon=True
+            target=self._work,
+            args=(inbox, task, self._generation),  # its generation is fixed now, not when it first runs
+            name=f"breaker-worker-{next(_thread_ids)}",
+            daemon=True,
         )
-        with self._lock:  # the thread set is read by flush and tests
-            self._threads.add(thread)
+        self._threads.add(thread)
         try:
             thread.start()
         except BaseException:
-            with self._lock:  # undo the registration above
-                self._threads.discard(thread)
+            self._threads.discard(thread)
             raise
 
-    def _work(self, inbox: queue.SimpleQueue[Task | None], task: Task | None) -> None:
+    def _work(self, inbox: queue.SimpleQueue[Task | None], task: Task | None, generation: int) -> None:
         me = threading.current_thread()
-        with self._lock:  # read the generation this worker belongs to
-            generation = self._generation
         try:
             while task is not _STOP:
                 wake = task()
                 task = None
-                with self._lock:  # park: flush may have retired this generation meanwhile
-                    retired = generation != self._generation
-                    if not retired:
-                        self._idle.append(inbox)
+                retired = generation != self._generation
+                if not retired:
+                    idle = self._idle
+                    idle.append(inbox)  # parked before waking the caller: its next call finds this worker
+                    if generation != self._generation:  # flush() ran as we parked, maybe in the old stack
+                        try:
+                            idle.remove(inbox)
+                            retired = True
+                        except ValueError:
+                            pass  # already popped: a task or _STOP is on its way
                 if wake is not None:
                     wake()
                 if retired:
@@ -92,21 +106,24 @@ class WorkerPool:
                 try:
                     task = inbox.get(timeout=self.idle_timeout)
                 except queue.Empty:
-                    with self._lock:  # a caller may have popped this inbox just as the wait ran out
-                        if inbox in self._idle:
-                            self._idle.remove(inbox)
-                            return
-                    task = inbox.get()  # it did: its task is on the way
+                    try:
+                        idle.remove(inbox)
+                        return
+                    except ValueError:  # popped just as the wait ran out: its task is on the way
+                        task = inbox.get()
         finally:
-            with self._lock:  # leave the thread set
-                self._threads.discard(me)
+            self._threads.discard(me)
 
     def stop_idle(self) -> None:
         """End idle workers now; busy ones end when their current run does."""
-        with self._lock:  # swap the idle stack and retire the generation together
+        with self._lock:  # one generation per swap
             self._generation += 1
             idle, self._idle = self._idle, []
-        for inbox in idle:
+        while True:
+            try:
+                inbox = idle.pop()
+            except IndexError:
+                return
             inbox.put(_STOP)
 
     def reinit_after_fork(self) -> None:
@@ -188,7 +205,8 @@ class Timer:
                 if delay > 0:
                     cond.wait(delay)
                     continue
-                callback = heapq.heappop(heap)[2]
+                entry = heapq.heappop(heap)
+                callback, entry[2] = entry[2], None  # fired: a later cancel() of it must not count it again
                 if callback is None:
                     continue
                 self._live -= 1

@@ -13,11 +13,8 @@ import breaker
 from breaker import State
 from breaker._circuit import (
     ADMITTED,
-    DONE,
-    PENDING,
     REJECTED_CALL,
     SHORT_CIRCUITED,
-    TIMED_OUT,
     Circuit,
     CircuitStatistics,
 )
@@ -68,7 +65,7 @@ class Attempt:
     """A run handed to a (pretend) worker thread: what `Circuit.finish` / `Circuit.time_out` race on."""
 
     probe: int
-    state: int = PENDING
+    guard: list[object] = dataclasses.field(default_factory=lambda: [None])
 
 
 def settings(**fields: Any) -> Settings:
@@ -490,7 +487,7 @@ def test_tickets_bound_admissions_and_come_back() -> None:
     assert admit(circuit, clock) == ADMITTED
     attempt = Attempt(0)
     assert circuit.finish(attempt, SUCCESS, clock())
-    assert attempt.state == DONE
+    assert attempt.guard == []
     assert circuit.statistics().active == 2
 
 
@@ -500,7 +497,7 @@ def test_timed_out_run_keeps_its_ticket_until_it_finishes() -> None:
     assert admit(circuit, clock) == ADMITTED
     attempt = Attempt(0)
     assert circuit.time_out(attempt, clock())
-    assert attempt.state == TIMED_OUT
+    assert attempt.guard == []
     stats = circuit.statistics()
     assert (stats.active, stats.abandoned, stats.counts["timeout"]) == (1, 1, 1)
     assert admit(circuit, clock) == REJECTED_CALL  # the abandoned run still holds the only ticket
@@ -519,7 +516,7 @@ def test_finish_before_time_out_decides_and_time_out_is_a_no_op() -> None:
     attempt = Attempt(0)
     assert circuit.finish(attempt, SUCCESS, clock())
     assert not circuit.time_out(attempt, clock())
-    assert attempt.state == DONE
+    assert attempt.guard == []
     stats = circuit.statistics()
     assert (stats.active, stats.abandoned, stats.counts["success"], stats.counts["timeout"]) == (0, 0, 1, 0)
 

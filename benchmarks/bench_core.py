@@ -1,0 +1,945 @@
+"""Core benchmark of `breaker` against bare calls, pybreaker and circuitbreaker.
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/bench_core.py            # full run (about two minutes)
+    .venv/bin/python benchmarks/bench_core.py --quick    # a few seconds: few rounds, small N (for tests)
+    .venv/bin/python benchmarks/bench_core.py --json out.json
+
+Every figure is a ratio of times measured in this one process, in interleaved rounds: each round times every
+contender of a group back to back in a shuffled order (each one ``--reps`` times, keeping its fastest), and the
+ratio is computed within the round. The table reports the median of the per-round ratios and their spread (IQR and
+min..max), so drift of the machine between rounds cancels out. Absolute per-call times go to stderr only, as
+context. Progress goes to stderr; the table to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import dataclasses
+import datetime
+import gc
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import queue
+import random
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal, cast
+
+import circuitbreaker
+import pybreaker
+
+import breaker
+
+perf_counter = time.perf_counter
+
+HUGE = 10**9  # a threshold no run reaches: the circuit never trips
+HUGE_WINDOW = 1e6  # seconds: an open circuit stays open for the whole run
+
+Call = Callable[[], object]
+Measure = Callable[[], float]  # one timed measurement: seconds per call (or wall seconds)
+Round = dict[str, float]
+
+
+# -- sizes ------------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Sizes:
+    """How long each group runs. ``rounds``: interleaved rounds; ``reps``: timings per contender per round."""
+
+    single_n: int  # calls per timing, single-thread caller-isolation groups
+    single_rounds: int
+    single_reps: int
+    thread_n: int  # calls per timing, thread-isolation hand-off group
+    thread_rounds: int
+    thread_reps: int
+    sleep_calls: int  # calls per thread, 8 threads x 1 ms
+    sleep_rounds: int
+    trivial_calls: int  # calls per thread, 8 threads x trivial, caller isolation
+    trivial_thread_calls: int  # the same, thread isolation (smaller: every call is a hand-off)
+    trivial_rounds: int
+    stampede_reps: int
+
+
+FULL = Sizes(
+    single_n=20_000,
+    single_rounds=31,
+    single_reps=3,
+    thread_n=1_500,
+    thread_rounds=31,
+    thread_reps=3,
+    sleep_calls=100,
+    sleep_rounds=11,
+    trivial_calls=20_000,
+    trivial_thread_calls=1_000,
+    trivial_rounds=7,
+    stampede_reps=20,
+)
+
+QUICK = Sizes(
+    single_n=2_000,
+    single_rounds=3,
+    single_reps=1,
+    thread_n=200,
+    thread_rounds=3,
+    thread_reps=1,
+    sleep_calls=10,
+    sleep_rounds=2,
+    trivial_calls=2_000,
+    trivial_thread_calls=100,
+    trivial_rounds=2,
+    stampede_reps=3,
+)
+
+THREADS = 8
+
+
+# -- results ----------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Row:
+    """One line of the table."""
+
+    key: str
+    name: str
+    median: float
+    spread: dict[str, Any]
+    target: str | None  # e.g. "<= 0.8"; None: informational
+    passed: bool | None
+    rounds: int
+    note: str = ""
+
+    def spread_text(self) -> str:
+        if "distribution" in self.spread:
+            dist = cast(Mapping[int, int], self.spread["distribution"])
+            parts = ", ".join(
+                f"{calls} call{'s' if calls != 1 else ''}: {times}x" for calls, times in sorted(dist.items())
+            )
+            return f"{self.spread['min']}..{self.spread['max']} ({parts})"
+        return (
+            f"IQR {self.spread['q1']:.2f}..{self.spread['q3']:.2f}; "
+            f"min..max {self.spread['min']:.2f}..{self.spread['max']:.2f}"
+        )
+
+    def value_text(self) -> str:
+        if "distribution" in self.spread:
+            return f"max {self.spread['max']}"
+        return f"{self.median:.2f}"
+
+    def result_text(self) -> str:
+        if self.passed is None:
+            return "info"
+        return "PASS" if self.passed else "FAIL"
+
+
+def summarize(ratios: Sequence[float]) -> tuple[float, dict[str, Any]]:
+    """Median and spread (quartiles, min, max) of per-round ratios."""
+    median = statistics.median(ratios)
+    if len(ratios) >= 2:
+        q1, _, q3 = statistics.quantiles(ratios, n=4, method="inclusive")
+    else:
+        q1 = q3 = ratios[0]
+    return median, {"q1": q1, "q3": q3, "min": min(ratios), "max": max(ratios)}
+
+
+def ratio_row(
+    key: str,
+    name: str,
+    rounds: Sequence[Round],
+    ratio: Callable[[Round], float],
+    target: float | None,
+    note: str = "",
+) -> Row:
+    """A row from a per-round ratio; PASS when the median is at or below ``target``."""
+    values = [ratio(r) for r in rounds]
+    median, spread = summarize(values)
+    passed = None if target is None else median <= target
+    return Row(key, name, median, spread, None if target is None else f"<= {target:g}", passed, len(values), note)
+
+
+def progress(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def show_times(label: str, rounds: Sequence[Round], unit: str = "ns/call", scale: float = 1e9) -> None:
+    """Median absolute times, to stderr only: they drift between runs, so the table never shows them."""
+    names = list(rounds[0])
+    parts = ", ".join(f"{k}={statistics.median(r[k] for r in rounds) * scale:,.0f}" for k in names)
+    progress(f"  {label} median {unit}: {parts}")
+
+
+# -- the measuring loop -----------------------------------------------------------------------------------------
+
+
+def run_rounds(
+    label: str, contenders: Mapping[str, Measure], rounds: int, reps: int, rng: random.Random
+) -> list[Round]:
+    """Interleaved rounds: every contender ``reps`` times per round in a fresh shuffled order; keep its fastest."""
+    for measure in contenders.values():  # warm-up: first-call costs (threads, caches) are not what we measure
+        measure()
+    results: list[Round] = []
+    started = perf_counter()
+    for index in range(rounds):
+        gc.collect()
+        best = dict.fromkeys(contenders, math.inf)
+        for _ in range(reps):
+            order = list(contenders)
+            rng.shuffle(order)
+            for key in order:
+                best[key] = min(best[key], contenders[key]())
+        results.append(best)
+        if index == 0 or index + 1 == rounds or (index + 1) % 10 == 0:
+            progress(f"  {label}: round {index + 1}/{rounds} ({perf_counter() - started:.1f} s)")
+    return results
+
+
+def timed_calls(fn: Call, n: int) -> Measure:
+    """Seconds per call of ``fn()`` over a loop of ``n`` calls, gc disabled."""
+
+    def measure() -> float:
+        loop = range(n)
+        gc.disable()
+        try:
+            start = perf_counter()
+            for _ in loop:
+                fn()
+            elapsed = perf_counter() - start
+        finally:
+            gc.enable()
+        return elapsed / n
+
+    return measure
+
+
+def timed_catching(fn: Call, error: type[BaseException], n: int) -> Measure:
+    """Seconds per call of ``try: fn() except error: pass`` over ``n`` calls, gc disabled (same loop for all)."""
+
+    def measure() -> float:
+        loop = range(n)
+        gc.disable()
+        try:
+            start = perf_counter()
+            for _ in loop:
+                try:  # noqa: SIM105 - the caller's own try/except is part of what is measured
+                    fn()
+                except error:  # noqa: PERF203 - (same)
+                    pass
+            elapsed = perf_counter() - start
+        finally:
+            gc.enable()
+        return elapsed / n
+
+    return measure
+
+
+def run_threads(threads: int, body: Callable[[threading.Barrier], tuple[float, float]]) -> float:
+    """Start ``threads`` threads running ``body`` after one barrier; wall seconds from the first start to the last end.
+
+    Each thread stamps its own start and end, so the main thread's scheduling does not enter the figure.
+    """
+    barrier = threading.Barrier(threads)
+    stamps: list[tuple[float, float]] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def work() -> None:
+        try:
+            stamp = body(barrier)
+        except BaseException as error:
+            with lock:
+                errors.append(error)
+            barrier.abort()
+            return
+        with lock:
+            stamps.append(stamp)
+
+    pool = [threading.Thread(target=work, name=f"bench-{i}") for i in range(threads)]
+    gc.disable()
+    try:
+        for thread in pool:
+            thread.start()
+        for thread in pool:
+            thread.join()
+    finally:
+        gc.enable()
+    if errors:
+        raise errors[0]
+    return max(end for _, end in stamps) - min(start for start, _ in stamps)
+
+
+def timed_threads(fn: Call, threads: int, calls: int) -> Measure:
+    """Wall seconds for ``threads`` threads released together, each making ``calls`` calls of ``fn()``."""
+
+    def body(barrier: threading.Barrier) -> tuple[float, float]:
+        loop = range(calls)
+        barrier.wait()
+        start = perf_counter()
+        for _ in loop:
+            fn()
+        return start, perf_counter()
+
+    return lambda: run_threads(threads, body)
+
+
+# -- the functions under test -----------------------------------------------------------------------------------
+
+
+def f() -> int:
+    return 1
+
+
+def fail() -> int:
+    raise ValueError("boom")
+
+
+def sleep_1ms() -> None:
+    time.sleep(0.001)
+
+
+def reset_breaker() -> None:
+    """A clean slate between groups: no circuits, no metrics, built-in defaults."""
+    breaker.flush()
+    breaker.reset_defaults()
+
+
+def caller_config(**fields: Any) -> breaker.CommandConfig:
+    base: dict[str, Any] = {"isolation": "caller", "request_volume_threshold": HUGE}
+    base.update(fields)
+    return breaker.CommandConfig(**base)
+
+
+def trip_breaker(name: str) -> None:
+    with contextlib.suppress(ValueError):
+        breaker.do(name, fail)
+    state = breaker.get_circuit(name)[0].state
+    if state is not breaker.State.OPEN:
+        raise RuntimeError(f"breaker command {name!r} did not open: {state}")
+
+
+# -- groups -----------------------------------------------------------------------------------------------------
+
+
+def group_caller_single(sizes: Sizes, rng: random.Random) -> list[Row]:
+    """Row group 1: caller isolation, one thread: success, failure and open-rejection overheads."""
+    n, rounds, reps = sizes.single_n, sizes.single_rounds, sizes.single_reps
+    rows: list[Row] = []
+
+    # -- success --
+    reset_breaker()
+    breaker.configure_command("c-dec", caller_config())
+    breaker.configure_command("c-do", caller_config())
+    breaker.configure_command("c-inf", caller_config(timeout=math.inf))
+    b_dec = breaker.command("c-dec")(f)
+    b_inf = breaker.command("c-inf")(f)
+    cb_f = cast(Call, circuitbreaker.CircuitBreaker(failure_threshold=HUGE, name="cb-success")(f))
+    pb_f = cast(Call, pybreaker.CircuitBreaker(fail_max=HUGE, name="pb-success")(f))
+
+    def b_do() -> int:
+        return breaker.do("c-do", f)
+
+    progress(f"group 1a: caller isolation, success path (N={n}, {rounds} rounds x {reps})")
+    res = run_rounds(
+        "success",
+        {
+            "bare": timed_calls(f, n),
+            "breaker": timed_calls(b_dec, n),
+            "breaker_inf": timed_calls(b_inf, n),
+            "breaker_do": timed_calls(b_do, n),
+            "circuitbreaker": timed_calls(cb_f, n),
+            "pybreaker": timed_calls(pb_f, n),
+        },
+        rounds,
+        reps,
+        rng,
+    )
+    show_times("success", res)
+
+    def over(key: str, peer: str) -> Callable[[Round], float]:
+        return lambda r: (r[key] - r["bare"]) / (r[peer] - r["bare"])
+
+    rows.append(
+        ratio_row(
+            "caller.success",
+            "1a caller isolation, success: @command overhead / circuitbreaker overhead",
+            res,
+            over("breaker", "circuitbreaker"),
+            0.8,
+        )
+    )
+    rows.append(
+        ratio_row(
+            "caller.success.vs_pybreaker",
+            "1a caller isolation, success: @command overhead / pybreaker overhead",
+            res,
+            over("breaker", "pybreaker"),
+            None,
+        )
+    )
+    rows.append(
+        ratio_row(
+            "caller.success.do_vs_bare",
+            "1d caller isolation, success: breaker.do() time / bare call time",
+            res,
+            lambda r: r["breaker_do"] / r["bare"],
+            None,
+        )
+    )
+    rows.append(
+        ratio_row(
+            "caller.success.do_vs_circuitbreaker",
+            "1d caller isolation, success: breaker.do() overhead / circuitbreaker overhead",
+            res,
+            over("breaker_do", "circuitbreaker"),
+            None,
+        )
+    )
+    rows.append(
+        ratio_row(
+            "caller.success.inf_vs_bare",
+            "1e caller isolation, timeout=inf, success: @command time / bare call time",
+            res,
+            lambda r: r["breaker_inf"] / r["bare"],
+            None,
+        )
+    )
+    rows.append(
+        ratio_row(
+            "caller.success.inf_vs_circuitbreaker",
+            "1e caller isolation, timeout=inf, success: @command overhead / circuitbreaker overhead",
+            res,
+            over("breaker_inf", "circuitbreaker"),
+            None,
+        )
+    )
+
+    # -- failure --
+    reset_breaker()
+    breaker.configure_command("c-fail", caller_config())
+    b_fail = breaker.command("c-fail")(fail)
+    cb_fail = cast(Call, circuitbreaker.CircuitBreaker(failure_threshold=HUGE, name="cb-fail")(fail))
+    pb_fail = cast(Call, pybreaker.CircuitBreaker(fail_max=HUGE, name="pb-fail")(fail))
+    progress(f"group 1b: caller isolation, failure path (N={n}, {rounds} rounds x {reps})")
+    res = run_rounds(
+        "failure",
+        {
+            "bare": timed_catching(fail, ValueError, n),
+            "breaker": timed_catching(b_fail, ValueError, n),
+            "circuitbreaker": timed_catching(cb_fail, ValueError, n),
+            "pybreaker": timed_catching(pb_fail, ValueError, n),
+        },
+        rounds,
+        reps,
+        rng,
+    )
+    show_times("failure", res)
+    state = breaker.get_circuit("c-fail")[0].state
+    if state is not breaker.State.CLOSED:
+        raise RuntimeError(f"failure group: the breaker circuit tripped ({state}); the figures are not comparable")
+
+    def vs_faster_peer(r: Round) -> float:
+        peer = min(r["circuitbreaker"], r["pybreaker"])
+        return (r["breaker"] - r["bare"]) / (peer - r["bare"])
+
+    rows.append(
+        ratio_row(
+            "caller.failure",
+            "1b caller isolation, failure (ValueError caught): overhead / faster peer's overhead",
+            res,
+            vs_faster_peer,
+            0.8,
+        )
+    )
+    rows.append(
+        ratio_row(
+            "caller.failure.vs_bare",
+            "1b caller isolation, failure: @command time / bare raise-and-catch time",
+            res,
+            lambda r: r["breaker"] / r["bare"],
+            None,
+        )
+    )
+
+    # -- open rejection: each contender tripped for real, with a sleep window longer than the run --
+    reset_breaker()
+    breaker.configure_command("c-open", caller_config(request_volume_threshold=1, sleep_window=HUGE_WINDOW))
+    b_open = breaker.command("c-open")(f)
+    trip_breaker("c-open")
+    cb = circuitbreaker.CircuitBreaker(failure_threshold=1, recovery_timeout=HUGE_WINDOW, name="cb-open")
+    cb_open = cast(Call, cb(f))
+    with contextlib.suppress(ValueError):
+        cb.call(fail)
+    if not cb.opened:
+        raise RuntimeError("circuitbreaker did not open")
+    pb = pybreaker.CircuitBreaker(fail_max=1, reset_timeout=HUGE_WINDOW, name="pb-open")
+    pb_open = cast(Call, pb(f))
+    with contextlib.suppress(ValueError, pybreaker.CircuitBreakerError):
+        pb.call(fail)
+    if pb.current_state != pybreaker.STATE_OPEN:
+        raise RuntimeError("pybreaker did not open")
+    progress(f"group 1c: caller isolation, open circuit rejection (N={n}, {rounds} rounds x {reps})")
+    res = run_rounds(
+        "open",
+        {
+            "bare": timed_catching(f, Exception, n),
+            "breaker": timed_catching(b_open, breaker.CircuitOpenError, n),
+            "circuitbreaker": timed_catching(cb_open, circuitbreaker.CircuitBreakerError, n),
+            "pybreaker": timed_catching(pb_open, pybreaker.CircuitBreakerError, n),
+        },
+        rounds,
+        reps,
+        rng,
+    )
+    show_times("open", res)
+    rows.append(
+        ratio_row(
+            "caller.open",
+            "1c open circuit, rejection caught: overhead / faster peer's overhead",
+            res,
+            vs_faster_peer,
+            0.8,
+        )
+    )
+    return rows
+
+
+class HandOff:
+    """The floor of a cross-thread call: one persistent worker reading a SimpleQueue, a fresh Lock per call."""
+
+    def __init__(self) -> None:
+        self.inbox: queue.SimpleQueue[tuple[Call, threading.Lock] | None] = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._work, name="bench-floor", daemon=True)
+        self.thread.start()
+
+    def _work(self) -> None:
+        inbox = self.inbox
+        while True:
+            item = inbox.get()
+            if item is None:
+                return
+            fn, lock = item
+            fn()
+            lock.release()
+
+    def call(self, fn: Call) -> None:
+        lock = threading.Lock()
+        lock.acquire()
+        self.inbox.put((fn, lock))
+        lock.acquire()
+
+    def close(self) -> None:
+        self.inbox.put(None)
+        self.thread.join()
+
+
+def group_thread_single(sizes: Sizes, rng: random.Random) -> list[Row]:
+    """Row group 2: thread isolation, one caller: breaker.do() vs the raw hand-off floor and a 1-worker executor."""
+    n, rounds, reps = sizes.thread_n, sizes.thread_rounds, sizes.thread_reps
+    reset_breaker()
+    breaker.configure_command("t", breaker.CommandConfig())  # the built-in defaults: isolation="thread"
+    floor = HandOff()
+    executor = ThreadPoolExecutor(max_workers=1)
+
+    def b_do() -> int:
+        return breaker.do("t", f)
+
+    def floor_call() -> None:
+        floor.call(f)
+
+    def executor_call() -> int:
+        return executor.submit(f).result()
+
+    progress(f"group 2: thread isolation, one caller (N={n}, {rounds} rounds x {reps})")
+    try:
+        res = run_rounds(
+            "thread",
+            {
+                "breaker_do": timed_calls(b_do, n),
+                "handoff_floor": timed_calls(floor_call, n),
+                "executor": timed_calls(executor_call, n),
+            },
+            rounds,
+            reps,
+            rng,
+        )
+    finally:
+        floor.close()
+        executor.shutdown()
+    show_times("thread", res)
+    return [
+        ratio_row(
+            "thread.vs_floor",
+            "2a thread isolation, success: breaker.do() / raw hand-off floor (SimpleQueue + Lock)",
+            res,
+            lambda r: r["breaker_do"] / r["handoff_floor"],
+            1.15,
+        ),
+        ratio_row(
+            "thread.vs_executor",
+            "2b thread isolation, success: breaker.do() / ThreadPoolExecutor(1).submit().result()",
+            res,
+            lambda r: r["breaker_do"] / r["executor"],
+            0.8,
+        ),
+    ]
+
+
+def group_sleep_load(sizes: Sizes, rng: random.Random) -> list[Row]:
+    """Row group 3: 8 threads x 1 ms blocking calls through one command, wall time vs the same threads bare."""
+    calls, rounds = sizes.sleep_calls, sizes.sleep_rounds
+    reset_breaker()
+    breaker.configure_command("s-caller", caller_config(max_concurrent_requests=2 * THREADS))
+    breaker.configure_command(
+        "s-thread", breaker.CommandConfig(request_volume_threshold=HUGE, max_concurrent_requests=2 * THREADS)
+    )
+    pb_sleep = cast(Call, pybreaker.CircuitBreaker(fail_max=HUGE, name="pb-sleep")(sleep_1ms))
+
+    def b_caller() -> None:
+        breaker.do("s-caller", sleep_1ms)
+
+    def b_thread() -> None:
+        breaker.do("s-thread", sleep_1ms)
+
+    progress(f"group 3: {THREADS} threads x {calls} calls of sleep(1 ms) ({rounds} rounds)")
+    res = run_rounds(
+        "sleep",
+        {
+            "bare": timed_threads(sleep_1ms, THREADS, calls),
+            "breaker_caller": timed_threads(b_caller, THREADS, calls),
+            "breaker_thread": timed_threads(b_thread, THREADS, calls),
+            "pybreaker": timed_threads(pb_sleep, THREADS, calls),
+        },
+        rounds,
+        1,
+        rng,
+    )
+    show_times("sleep", res, unit="ms wall", scale=1e3)
+    for name in ("s-caller", "s-thread"):
+        stats = breaker.get_circuit(name)[0].statistics()
+        if stats.counts["rejected"] or stats.counts["timeout"]:
+            raise RuntimeError(f"group 3: {name} rejected or timed out calls: {dict(stats.counts)}")
+    return [
+        ratio_row(
+            "load.sleep.caller",
+            f"3 {THREADS} threads x 1 ms calls, caller isolation (headline): wall / bare wall",
+            res,
+            lambda r: r["breaker_caller"] / r["bare"],
+            1.1,
+        ),
+        ratio_row(
+            "load.sleep.thread",
+            f"3 {THREADS} threads x 1 ms calls, thread isolation (headline): wall / bare wall",
+            res,
+            lambda r: r["breaker_thread"] / r["bare"],
+            1.1,
+        ),
+        ratio_row(
+            "load.sleep.pybreaker",
+            f"3 {THREADS} threads x 1 ms calls, pybreaker (serialises calls): wall / bare wall",
+            res,
+            lambda r: r["pybreaker"] / r["bare"],
+            None,
+        ),
+    ]
+
+
+def group_trivial_load(sizes: Sizes, rng: random.Random) -> list[Row]:
+    """Row group 4: 8 threads x trivial calls through one command vs the same threads bare (informational)."""
+    calls, thread_calls, rounds = sizes.trivial_calls, sizes.trivial_thread_calls, sizes.trivial_rounds
+    reset_breaker()
+    breaker.configure_command("v-caller", caller_config(max_concurrent_requests=2 * THREADS))
+    breaker.configure_command(
+        "v-thread", breaker.CommandConfig(request_volume_threshold=HUGE, max_concurrent_requests=2 * THREADS)
+    )
+
+    def b_caller() -> int:
+        return breaker.do("v-caller", f)
+
+    def b_thread() -> int:
+        return breaker.do("v-thread", f)
+
+    progress(
+        f"group 4: {THREADS} threads x trivial calls (caller N={calls}, thread N={thread_calls} per thread, "
+        f"{rounds} rounds)"
+    )
+    res = run_rounds(
+        "trivial",
+        {
+            "bare": timed_threads(f, THREADS, calls),
+            "breaker_caller": timed_threads(b_caller, THREADS, calls),
+            "bare_small": timed_threads(f, THREADS, thread_calls),
+            "breaker_thread": timed_threads(b_thread, THREADS, thread_calls),
+        },
+        rounds,
+        1,
+        rng,
+    )
+    show_times("trivial", res, unit="ms wall", scale=1e3)
+    for name in ("v-caller", "v-thread"):
+        stats = breaker.get_circuit(name)[0].statistics()
+        if stats.counts["rejected"] or stats.counts["timeout"]:
+            raise RuntimeError(f"group 4: {name} rejected or timed out calls: {dict(stats.counts)}")
+    return [
+        ratio_row(
+            "load.trivial.caller",
+            f"4 {THREADS} threads x {calls:,} trivial calls, caller isolation: wall / bare wall",
+            res,
+            lambda r: r["breaker_caller"] / r["bare"],
+            None,
+        ),
+        ratio_row(
+            "load.trivial.thread",
+            f"4 {THREADS} threads x {thread_calls:,} trivial calls, thread isolation: wall / bare wall",
+            res,
+            lambda r: r["breaker_thread"] / r["bare_small"],
+            None,
+        ),
+    ]
+
+
+# -- half-open stampede -----------------------------------------------------------------------------------------
+
+STAMPEDE_WINDOW = 0.05  # seconds of sleep window
+STAMPEDE_WAIT = 0.08  # seconds slept after tripping: past the window
+DEPENDENCY_TIME = 0.005  # the failing dependency takes this long, so the other threads arrive while it runs
+
+
+class Dependency:
+    """A failing dependency that counts the calls reaching it."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self._lock = threading.Lock()
+
+    def __call__(self) -> int:
+        with self._lock:
+            self.calls += 1
+        time.sleep(DEPENDENCY_TIME)
+        raise ValueError("dependency down")
+
+
+def stampede(wrap: Callable[[Dependency], Call], errors: tuple[type[BaseException], ...]) -> int:
+    """Release THREADS threads by one barrier into ``wrap(dependency)()``; how many reached the dependency."""
+    dependency = Dependency()
+    call = wrap(dependency)
+
+    def body(barrier: threading.Barrier) -> tuple[float, float]:
+        barrier.wait()
+        start = perf_counter()
+        with contextlib.suppress(*errors):
+            call()
+        return start, perf_counter()
+
+    run_threads(THREADS, body)
+    return dependency.calls
+
+
+def stampede_breaker(isolation: Literal["thread", "caller"], rep: int) -> int:
+    name = f"stampede-{isolation}-{rep}"
+    breaker.flush()
+    breaker.configure_command(
+        name,
+        breaker.CommandConfig(
+            isolation=isolation,
+            request_volume_threshold=1,
+            sleep_window=STAMPEDE_WINDOW,
+            max_concurrent_requests=2 * THREADS,
+        ),
+    )
+    trip_breaker(name)
+    time.sleep(STAMPEDE_WAIT)
+
+    def wrap(dependency: Dependency) -> Call:
+        return lambda: breaker.do(name, dependency)
+
+    return stampede(wrap, (ValueError, breaker.CircuitError))
+
+
+def stampede_circuitbreaker(rep: int) -> int:
+    cb = circuitbreaker.CircuitBreaker(failure_threshold=1, recovery_timeout=STAMPEDE_WINDOW, name=f"cb-stampede-{rep}")
+    with contextlib.suppress(ValueError):
+        cb.call(fail)
+    if not cb.opened:
+        raise RuntimeError("circuitbreaker did not open")
+    time.sleep(STAMPEDE_WAIT)
+    return stampede(lambda dep: cast(Call, cb(dep)), (ValueError, circuitbreaker.CircuitBreakerError))
+
+
+def stampede_pybreaker(rep: int) -> int:
+    pb = pybreaker.CircuitBreaker(fail_max=1, reset_timeout=STAMPEDE_WINDOW, name=f"pb-stampede-{rep}")
+    with contextlib.suppress(ValueError, pybreaker.CircuitBreakerError):
+        pb.call(fail)
+    if pb.current_state != pybreaker.STATE_OPEN:
+        raise RuntimeError("pybreaker did not open")
+    time.sleep(STAMPEDE_WAIT)
+
+    def wrap(dependency: Dependency) -> Call:
+        return lambda: pb.call(dependency)
+
+    return stampede(wrap, (ValueError, pybreaker.CircuitBreakerError))
+
+
+def group_stampede(sizes: Sizes, rng: random.Random) -> list[Row]:
+    """Row group 5: how many of 8 simultaneous calls reach a failing dependency once the sleep window is over."""
+    reps = sizes.stampede_reps
+    runs: dict[str, Callable[[int], int]] = {
+        "breaker_thread": lambda rep: stampede_breaker("thread", rep),
+        "breaker_caller": lambda rep: stampede_breaker("caller", rep),
+        "pybreaker": stampede_pybreaker,
+        "circuitbreaker": stampede_circuitbreaker,
+    }
+    counts: dict[str, list[int]] = {key: [] for key in runs}
+    progress(f"group 5: half-open stampede, {THREADS} threads, {reps} repetitions")
+    for rep in range(reps):
+        order = list(runs)
+        rng.shuffle(order)
+        for key in order:
+            counts[key].append(runs[key](rep))
+    breaker.flush()
+    progress("  stampede calls per repetition: " + "; ".join(f"{k}={v}" for k, v in counts.items()))
+    labels = {
+        "breaker_thread": ("5 half-open stampede, breaker thread isolation: calls reaching dependency", 1),
+        "breaker_caller": ("5 half-open stampede, breaker caller isolation: calls reaching dependency", 1),
+        "pybreaker": ("5 half-open stampede, pybreaker: calls reaching dependency", None),
+        "circuitbreaker": ("5 half-open stampede, circuitbreaker: calls reaching dependency", None),
+    }
+    rows = []
+    for key, (name, want) in labels.items():
+        values = counts[key]
+        spread: dict[str, Any] = {
+            "min": min(values),
+            "max": max(values),
+            "distribution": dict(collections.Counter(values)),
+        }
+        rows.append(
+            Row(
+                f"stampede.{key}",
+                name,
+                statistics.median(values),
+                spread,
+                None if want is None else f"max == {want}",
+                None if want is None else (max(values) == want and min(values) == want),
+                len(values),
+            )
+        )
+    return rows
+
+
+# -- report -----------------------------------------------------------------------------------------------------
+
+
+def version_of(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def environment(args: argparse.Namespace) -> dict[str, str]:
+    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    try:
+        load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        load = "n/a"
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "platform": platform.platform(),
+        "cpus": f"{os.cpu_count()} (usable: {affinity})",
+        "load average at start": load,
+        "breaker": getattr(breaker, "__version__", version_of("breaker")),
+        "pybreaker": version_of("pybreaker"),
+        "circuitbreaker": version_of("circuitbreaker"),
+        "mode": "quick" if args.quick else "full",
+        "switch interval": f"{sys.getswitchinterval() * 1e3:g} ms",
+    }
+
+
+def render(env: Mapping[str, str], rows: Sequence[Row], seconds: float) -> str:
+    lines = [f"# breaker core benchmark ({env['mode']} run)", ""]
+    lines += [f"- {key}: {value}" for key, value in env.items() if key != "mode"]
+    lines.append(f"- run time: {seconds:.1f} s")
+    lines.append(
+        "- every figure is a ratio measured within one round; the value is the median over rounds "
+        "(stampede rows: the worst of the repetitions)"
+    )
+    lines.append("")
+    lines.append("| Measurement | Median ratio | Spread over rounds | Rounds | Target | Result |")
+    lines.append("|---|---:|---|---:|---|---|")
+    for row in rows:
+        lines.append(
+            f"| {row.name} | {row.value_text()} | {row.spread_text()} | {row.rounds} | "
+            f"{row.target or '-'} | {row.result_text()} |"
+        )
+    failed = [row.key for row in rows if row.passed is False]
+    lines.append("")
+    lines.append(f"Targets met: {sum(1 for r in rows if r.passed)}/{sum(1 for r in rows if r.passed is not None)}")
+    if failed:
+        lines.append(f"Failed: {', '.join(failed)}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="few rounds, small N: a smoke run of a few seconds")
+    parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON to PATH")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the shuffled orders (default: random)")
+    args = parser.parse_args(argv)
+    sizes = QUICK if args.quick else FULL
+    seed = args.seed if args.seed is not None else random.randrange(2**32)
+    rng = random.Random(seed)
+    env = environment(args)
+    env["seed"] = str(seed)
+    logging_off()
+    started = perf_counter()
+    rows: list[Row] = []
+    for group in (group_caller_single, group_thread_single, group_sleep_load, group_trivial_load, group_stampede):
+        rows += group(sizes, rng)
+    reset_breaker()
+    seconds = perf_counter() - started
+    progress(f"done in {seconds:.1f} s")
+    print(render(env, rows, seconds))
+    if args.json:
+        payload = {
+            "environment": env,
+            "run_seconds": seconds,
+            "rows": [
+                {
+                    "key": row.key,
+                    "name": row.name,
+                    "median": row.median,
+                    "spread": row.spread,
+                    "rounds": row.rounds,
+                    "target": row.target,
+                    "pass": row.passed,
+                }
+                for row in rows
+            ],
+        }
+        with open(args.json, "w", encoding="utf-8") as out:
+            json.dump(payload, out, indent=2, default=str)
+            out.write("\n")
+    return 0
+
+
+def logging_off() -> None:
+    """The breaker logs each trip (a warning): the stampede group trips dozens of circuits on purpose."""
+    import logging
+
+    logging.getLogger("breaker").setLevel(logging.ERROR)
+    logging.getLogger("pybreaker").setLevel(logging.ERROR)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
