@@ -123,7 +123,12 @@ async def call_async(
     """Run ``fn(*args, **kwargs)`` and await it through ``circuit``, inline in the current task."""
     clock = circuit.clock
     start = clock()
-    probe = 0 if circuit.try_enter() else await _admit(circuit, start)
+    if circuit.try_enter():
+        probe = 0
+    elif circuit.short_circuit(start):
+        probe = SHORT_CIRCUITED
+    else:
+        probe = await _admit(circuit, start)
     if probe < 0:
         refusal: CircuitOpenError | MaxConcurrencyError
         if probe == SHORT_CIRCUITED:

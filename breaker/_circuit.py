@@ -92,6 +92,19 @@ class CircuitStatistics:
     max_concurrent_requests: float
 
 
+def error_budget(volume: int, threshold: float) -> int:
+    """The most errors a window can hold without possibly tripping, however few its successes.
+
+    A trip needs at least ``max(volume, errors)`` requests, and the percentage is highest with the fewest. With
+    ``errors >= volume`` it is 100, so the budget is below ``volume``; below it, the rounded percentage over
+    ``volume`` requests, ``(200 * errors + volume) // (2 * volume)``, stays under the threshold exactly when
+    ``200 * errors < volume * (2 * ceil(threshold) - 1)``.
+    """
+    if volume < 1:
+        return 0 if threshold > 100 else -1  # a single error is 100%: no budget
+    return min((volume * (2 * math.ceil(threshold) - 1) - 1) // 200, volume - 1)
+
+
 def error_percentage(errors: int, requests: int) -> int:
     """``100 * errors / requests`` rounded half up, in integers (no float rounding surprises)."""
     if not requests:
@@ -106,6 +119,7 @@ class Circuit:
         "__weakref__",
         "_debt",
         "_emit",
+        "_error_budget",
         "_force_closed",
         "_force_open",
         "_gate",
@@ -182,6 +196,7 @@ class Circuit:
         self._sleep = settings.sleep_window
         self._force_open = settings.force_open
         self._force_closed = settings.force_closed
+        self._error_budget = error_budget(settings.request_volume_threshold, settings.error_percent_threshold)
         self._unlimited = settings.max_concurrent_requests == math.inf
         target = 0 if self._unlimited else int(settings.max_concurrent_requests)
         target_issued = self._issued - self._debt
@@ -275,6 +290,14 @@ class Circuit:
             tokens.append(1)
         return False
 
+    def enter(self, now: float) -> int:
+        """`try_enter`, else `short_circuit`, else `admit`: the lock only when the lock-free paths cannot decide."""
+        if self.try_enter():
+            return ADMITTED
+        if self.short_circuit(now):
+            return SHORT_CIRCUITED
+        return self.admit(now)
+
     def admit(self, now: float) -> int:
         """Decide under the lock whether a call may run; on yes it holds a ticket.
 
@@ -334,7 +357,7 @@ class Circuit:
         rolling = self._rolling
         if now >= rolling.end:
             rolling.advance(now)
-            self._watch = bool(rolling.errors)
+            self._watch = True  # conservative: the next success evaluates health exactly and resets it
         rolling.add(slot, now)
 
     def _start_probe(self, now: float) -> int:
@@ -345,7 +368,7 @@ class Circuit:
         return self._probe_id
 
     def _reopen(self, now: float) -> tuple[State, State] | None:
-        self._trip_errors = errors = self._rolling.errors
+        self._trip_errors = errors = self._rolling.error_total()
         self._trip_requests = errors + self._rolling.successes()
         old = self._state
         self._state = _OPEN
@@ -395,6 +418,44 @@ class Circuit:
         if transition is not None:
             self._emit(self, *transition)
 
+    def fail(self, now: float) -> None:
+        """Count an ordinary (non-probe) failure; the caller gives its ticket back itself.
+
+        Lock-free unless the circuit might trip. ``next(failure)`` returns at least the bucket's earlier failures,
+        so ``errors`` below is an upper bound on the window's errors; if even that, over the fewest requests a
+        trip needs, is under the threshold, nothing can trip. Otherwise health is evaluated exactly, locked.
+        """
+        rolling = self._rolling
+        if now < rolling.end:
+            if rolling.errors + next(rolling.failure) >= self._error_budget:  # upper bound + 1 > budget
+                self.check_health(now)
+            return
+        with self._lock:  # a new bucket: the ring advances
+            self._add(FAILURE, now)
+            transition = self._check_health(now)
+        if transition is not None:
+            self._emit(self, *transition)
+
+    def short_circuit(self, now: float) -> bool:
+        """The lock-free refusal of a call to an open circuit: True if it was short-circuited (and counted).
+
+        False means: go through `admit` (the sleep window is over, or the circuit is closed).
+        """
+        if not self._force_open:
+            state = self._state
+            if state is _OPEN:
+                if now - self._opened_at >= self._sleep:
+                    return False
+            elif state is not _HALF_OPEN or not self._probe_in_flight or now > self._probe_deadline:
+                return False
+        rolling = self._rolling
+        if now < rolling.end:
+            next(rolling.short)  # atomic: no lock
+        else:
+            with self._lock:  # a new bucket: the ring advances
+                self._add(SHORT_CIRCUIT, now)
+        return True
+
     def check_health(self, now: float) -> None:
         """Evaluate health now (after a success counted lock-free while ``_watch`` was set)."""
         with self._lock:  # health reads the totals and may change the state
@@ -404,12 +465,15 @@ class Circuit:
 
     def _check_health(self, now: float) -> tuple[State, State] | None:
         rolling = self._rolling
-        errors = rolling.errors
+        errors = rolling.error_total()
         if not errors or self._state is not _CLOSED or self._force_closed:
             self._watch = False
             return None
-        requests = errors + rolling.successes()
+        if errors <= self._error_budget:  # nothing can trip now, and no success can make it: skip reading them
+            self._watch = False
+            return None
         threshold = self._threshold
+        requests = errors + rolling.successes()
         if requests >= self._volume and (errors * 200 + requests) // (requests * 2) >= threshold:
             self._watch = False
             return self._reopen(now)
@@ -517,7 +581,7 @@ class Circuit:
                 self._rolling = self._rolling.resized(settings.rolling_window, settings.rolling_buckets, now)
             self._apply(settings)
             # New thresholds: let the next success evaluate health (a configuration change never trips).
-            self._watch = bool(self._rolling.errors)
+            self._watch = True
             after = self.state
         if after is not before:
             self._emit(self, before, after)

@@ -12,11 +12,14 @@
 Bad configuration and bad arguments raise the builtin ``TypeError`` and ``ValueError``: they are bugs in the
 calling code, not outcomes of a call, and nothing is counted for them.
 
-Messages are built in ``__str__`` from attributes that stay available, rather than in ``__init__``: an open
-circuit may reject hundreds of thousands of calls a second, and most of those errors are caught and never printed.
+Messages are built in ``__str__`` from attributes that stay available, and the attributes read ``args``, so that
+creating one of these errors runs no Python code: an open circuit may reject hundreds of thousands of calls a
+second, and most of those errors are caught and never printed.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 __all__ = [
     "CircuitError",
@@ -34,17 +37,17 @@ class CircuitError(Exception):
         name: The command whose call failed.
     """
 
-    name: str
+    if TYPE_CHECKING:  # the signature, for type checkers; at run time BaseException's C __init__ stores args
 
-    def __init__(self, name: str) -> None:
-        super().__init__(name)
-        self.name = name
+        def __init__(self, name: str, *details: object) -> None: ...
+
+    @property
+    def name(self) -> str:
+        name: str = self.args[0]
+        return name
 
     def __str__(self) -> str:
         return f"command {self.name!r} failed"
-
-    def __reduce__(self) -> tuple[object, ...]:
-        return (type(self), self.args)
 
 
 class CircuitOpenError(CircuitError):
@@ -57,14 +60,16 @@ class CircuitOpenError(CircuitError):
 class MaxConcurrencyError(CircuitError):
     """Every ticket of the command was in use: ``run`` was not called.
 
+    Created as ``MaxConcurrencyError(name, max_concurrent_requests)``.
+
     Attributes:
         max_concurrent_requests: The command's ticket count at the time.
     """
 
-    def __init__(self, name: str, max_concurrent_requests: float) -> None:
-        super().__init__(name)
-        self.args = (name, max_concurrent_requests)
-        self.max_concurrent_requests = max_concurrent_requests
+    @property
+    def max_concurrent_requests(self) -> float:
+        value: float = self.args[1]
+        return value
 
     def __str__(self) -> str:
         return (
@@ -83,27 +88,36 @@ class CommandTimeoutError(CircuitError, TimeoutError):
     """
 
     def __init__(self, name: str, timeout: float) -> None:
-        super().__init__(name)
-        self.args = (name, timeout)
+        # OSError (TimeoutError's base) would read two arguments as errno and strerror: give it the name only.
+        TimeoutError.__init__(self, name)
         self.timeout = timeout
 
     def __str__(self) -> str:
         return f"command {self.name!r} timed out after {self.timeout:g} s"
 
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.name, self.timeout))
+
 
 class FallbackError(CircuitError):
     """The fallback raised. Raised ``from`` the fallback's exception.
+
+    Created as ``FallbackError(name, run_error, fallback_error)``.
 
     Attributes:
         run_error: What made the call fail: the run's own exception or the breaker's error.
         fallback_error: What the fallback raised.
     """
 
-    def __init__(self, name: str, run_error: BaseException, fallback_error: BaseException) -> None:
-        super().__init__(name)
-        self.args = (name, run_error, fallback_error)
-        self.run_error = run_error
-        self.fallback_error = fallback_error
+    @property
+    def run_error(self) -> BaseException:
+        error: BaseException = self.args[1]
+        return error
+
+    @property
+    def fallback_error(self) -> BaseException:
+        error: BaseException = self.args[2]
+        return error
 
     def __str__(self) -> str:
         return f"command {self.name!r}: fallback failed with {self.fallback_error!r}. run error was {self.run_error!r}"

@@ -78,6 +78,10 @@ def call_in_caller(
             if not circuit._gate:  # opened as we took the ticket: let the lock decide
                 tokens.append(1)
                 probe = circuit.admit(start)
+    elif circuit.short_circuit(start):
+        if fallback is None:
+            raise CircuitOpenError(circuit.name)
+        return fall_back(circuit, CircuitOpenError(circuit.name), args, kwargs, fallback)
     else:
         probe = circuit.admit(start)
     if probe < 0:
@@ -94,7 +98,20 @@ def call_in_caller(
             timeout_error = CommandTimeoutError(circuit.name, circuit.timeout)
             timeout_error.__cause__ = error
             return fall_back(circuit, timeout_error, args, kwargs, fallback)
-        circuit.complete(FAILURE, probe, end)
+        if probe:
+            circuit.complete(FAILURE, probe, end)
+        else:
+            rolling = circuit._rolling
+            if end >= rolling.end:
+                circuit.fail(end)
+            elif rolling.errors + next(rolling.failure) >= circuit._error_budget:  # `Circuit.fail`, inlined
+                circuit.check_health(end)
+            if circuit._debt:
+                circuit.give_back()
+            else:
+                tokens.append(1)
+        if fallback is None:
+            raise  # the run's own exception, unchanged
         return fall_back(circuit, error, args, kwargs, fallback)
     except BaseException:
         circuit.complete(FAILURE, probe, clock())
@@ -179,7 +196,7 @@ def call_in_thread(
     fallback: Fallback[T] | None,
 ) -> T:
     """Thread isolation: run on a worker and wait at most the timeout."""
-    probe = 0 if circuit.try_enter() else circuit.admit(circuit.clock())
+    probe = circuit.enter(circuit.clock())
     if probe < 0:
         return refused(circuit, probe, args, kwargs, fallback)
     attempt = _Attempt(circuit, fn, args, kwargs, probe)
@@ -276,7 +293,7 @@ def start_in_thread(
         else:
             future.set_result(value)
         return future
-    probe = 0 if circuit.try_enter() else circuit.admit(circuit.clock())
+    probe = circuit.enter(circuit.clock())
     if probe < 0:
         future = Future()
         future.set_running_or_notify_cancel()

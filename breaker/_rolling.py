@@ -1,36 +1,41 @@
 """Rolling event counters: counts per event over the last ``window`` seconds, in a ring of buckets.
 
-Successes, the one event of a healthy call, are counted without a lock: each bucket counts them in an
-`itertools.count`, whose ``next()`` is a single atomic C call. Reading such a counter is ``next()`` again, minus
-the reads made before (`_read`), so reads are exact too; they happen only under the circuit's lock. Every other
-event is counted under the circuit's lock in plain lists. Running totals over the window are kept up to date as
-buckets expire, so the health check never sums the ring.
+The three events of the hot paths, success, failure and short-circuit, are counted without a lock: each bucket
+counts them on `itertools.count` objects, whose ``next()`` is one atomic C call. Reading such a counter is
+``next()`` again, minus the reads made before (`_read`), so reads are exact too; they happen only under the
+circuit's lock. Every other event is counted under the circuit's lock in plain lists.
+Running totals over the window are kept up to date as buckets expire, so the health check never sums the ring.
 """
 
 from __future__ import annotations
 
 import itertools
 
-from ._events import FAILURE, N_EVENTS, REJECTED, SUCCESS, TIMEOUT
+from ._events import FAILURE, N_EVENTS, REJECTED, SHORT_CIRCUIT, SUCCESS, TIMEOUT
 
 __all__ = ["RollingCounter"]
 
 _ERRORS = (FAILURE, TIMEOUT, REJECTED)
+#: The slots counted lock-free, on itertools.count objects.
+LOCK_FREE = (SUCCESS, FAILURE, SHORT_CIRCUIT)
 
 
 class RollingCounter:
     """Counts per event slot over a rolling window of ``buckets`` buckets of ``window / buckets`` seconds.
 
-    The window covers the current bucket and the ``buckets - 1`` before it. Every method but the lock-free
-    ``next(counter.success)`` must be called under the owning circuit's lock.
+    The window covers the current bucket and the ``buckets - 1`` before it. Every method must be called under
+    the owning circuit's lock; only ``next(counter.success)`` and ``next(counter.short)`` are not.
 
     Attributes:
-        success: The current bucket's success counter: ``next(counter.success)`` counts one success, lock-free,
-            while ``now < end``.
+        success, failure, short: The current bucket's success, failure and short-circuit counters: ``next()`` on
+            one counts an event, lock-free, while ``now < end``. ``next(failure)`` also returns an upper bound on
+            the failures counted in this bucket before it (it is their number plus the reads made so far).
+        current: The current bucket's other counts (index by event slot).
         end: When the current bucket ends: an event at or after it must `add` (which advances the ring).
-        totals: The counts over the window as of the current bucket, except ``totals[SUCCESS]``, which holds only
-            the buckets before the current one (see `successes`).
-        errors: failure + timeout + rejected over the window.
+        totals: The counts over the window as of the current bucket, except the lock-free slots, which hold only
+            the buckets before the current one (see `lock_free_total`).
+        errors: failure + timeout + rejected over the window, except the current bucket's failures (see
+            `error_total`).
     """
 
     __slots__ = (
@@ -38,9 +43,12 @@ class RollingCounter:
         "_epoch",
         "_n",
         "_reads",
-        "_success",
+        "_tallies",
+        "current",
         "end",
         "errors",
+        "failure",
+        "short",
         "success",
         "totals",
         "width",
@@ -52,8 +60,11 @@ class RollingCounter:
         self.width = window / buckets
         self._n = buckets
         self._counts = [[0] * N_EVENTS for _ in range(buckets)]
-        self._success = [itertools.count() for _ in range(buckets)]
-        self._reads = [0] * buckets
+        # _tallies[slot][i]: bucket i's counter for a lock-free slot; _reads[slot][i]: how often it was read.
+        self._tallies: dict[int, list[itertools.count[int]]] = {
+            slot: [itertools.count() for _ in range(buckets)] for slot in LOCK_FREE
+        }
+        self._reads: dict[int, list[int]] = {slot: [0] * buckets for slot in LOCK_FREE}
         self.totals = [0] * N_EVENTS
         self.errors = 0
         self._set_epoch(int(now // self.width))
@@ -63,23 +74,37 @@ class RollingCounter:
 
     def _set_epoch(self, epoch: int) -> None:
         self._epoch = epoch
-        self.success = self._success[epoch % self._n]
+        i = epoch % self._n
+        self.current = self._counts[i]
+        self.success = self._tallies[SUCCESS][i]
+        self.failure = self._tallies[FAILURE][i]
+        self.short = self._tallies[SHORT_CIRCUIT][i]
         self.end = (epoch + 1) * self.width
 
-    def _read(self, i: int) -> int:
-        """The successes counted in bucket ``i`` so far (each read bumps the counter once; we subtract them)."""
-        value = next(self._success[i]) - self._reads[i]
-        self._reads[i] += 1
+    def _read(self, slot: int, i: int) -> int:
+        """The events of lock-free ``slot`` counted in bucket ``i`` so far (each read bumps the counter once)."""
+        reads = self._reads[slot]
+        value = next(self._tallies[slot][i]) - reads[i]
+        reads[i] += 1
         return value
 
     def _reset(self, i: int) -> None:
-        self._counts[i] = [0] * N_EVENTS
-        self._success[i] = itertools.count()
-        self._reads[i] = 0
+        self._counts[i][:] = [0] * N_EVENTS  # in place: `current` may point at it
+        for slot in LOCK_FREE:
+            self._tallies[slot][i] = itertools.count()
+            self._reads[slot][i] = 0
+
+    def lock_free_total(self, slot: int) -> int:
+        """The window's count of a lock-free slot (success or short-circuit)."""
+        return self.totals[slot] + self._read(slot, self._epoch % self._n)
+
+    def error_total(self) -> int:
+        """failure + timeout + rejected over the window."""
+        return self.errors + self._read(FAILURE, self._epoch % self._n)
 
     def successes(self) -> int:
         """Successes over the window."""
-        return self.totals[SUCCESS] + self._read(self._epoch % self._n)
+        return self.totals[SUCCESS] + self._read(SUCCESS, self._epoch % self._n)
 
     def add(self, slot: int, now: float) -> None:
         """Count one event at ``now`` (a clock that went back counts in the current bucket)."""
@@ -87,11 +112,15 @@ class RollingCounter:
             self.advance(now)
         if slot == SUCCESS:
             next(self.success)
-            return
-        self._counts[self._epoch % self._n][slot] += 1
-        self.totals[slot] += 1
-        if slot in _ERRORS:
-            self.errors += 1
+        elif slot == FAILURE:
+            next(self.failure)
+        elif slot == SHORT_CIRCUIT:
+            next(self.short)
+        else:
+            self.current[slot] += 1
+            self.totals[slot] += 1
+            if slot in _ERRORS:
+                self.errors += 1
 
     def advance(self, now: float) -> None:
         """Move the ring to the bucket of ``now``, dropping the buckets that leave the window."""
@@ -106,13 +135,14 @@ class RollingCounter:
                 self._reset(i)
             totals[:] = [0] * N_EVENTS
         else:
-            # The outgoing bucket's successes join the running total (a success counted on its counter after this
-            # still shows in statistics, which read every counter, but not in the health totals: it would take a
-            # thread stalled between two bytecodes across a bucket boundary).
+            # The outgoing bucket's lock-free counts join the running totals. (An event counted on its counter
+            # after this still shows in statistics, which read every counter, but not in the health totals: it
+            # would take a thread stalled between two bytecodes across a bucket boundary.)
             current = self._epoch % n
-            folded = self._read(current)
-            self._counts[current][SUCCESS] = folded
-            totals[SUCCESS] += folded
+            for slot in LOCK_FREE:
+                folded = self._read(slot, current)
+                self._counts[current][slot] = folded
+                totals[slot] += folded
             for e in range(self._epoch + 1, epoch + 1):
                 i = e % n  # held epoch e - n (or older): now out of the window
                 for slot, count in enumerate(self._counts[i]):
@@ -130,9 +160,10 @@ class RollingCounter:
             if e > epoch - self._n:
                 i = e % self._n
                 for slot, count in enumerate(self._counts[i]):
-                    if slot != SUCCESS:
+                    if slot not in LOCK_FREE:
                         totals[slot] += count
-                totals[SUCCESS] += self._read(i)
+                for slot in LOCK_FREE:
+                    totals[slot] += self._read(slot, i)
         return totals
 
     def clear(self) -> None:
@@ -152,7 +183,8 @@ class RollingCounter:
             e = self._epoch - k
             i = e % self._n
             bucket = list(self._counts[i])
-            bucket[SUCCESS] = self._read(i)
+            for slot in LOCK_FREE:
+                bucket[slot] = self._read(slot, i)
             # The bucket's events happened somewhere in [e * width, (e + 1) * width); placing them at its start
             # keeps them in the window no longer than the old geometry would have.
             new_epoch = min(int((e * self.width) // new.width), new._epoch)
@@ -162,12 +194,13 @@ class RollingCounter:
                     target[slot] += bucket[slot]
         current = new._epoch % new._n
         for j, bucket in enumerate(moved):
-            new._success[j] = itertools.count(bucket[SUCCESS])
-            if j == current:
-                bucket[SUCCESS] = 0  # the current bucket's successes live on its counter only
+            for slot in LOCK_FREE:
+                new._tallies[slot][j] = itertools.count(bucket[slot])
+                if j == current:
+                    bucket[slot] = 0  # the current bucket's lock-free counts live on its counters only
             new._counts[j] = bucket
             for slot in range(N_EVENTS):
                 new.totals[slot] += bucket[slot]
         new.errors = new.totals[FAILURE] + new.totals[TIMEOUT] + new.totals[REJECTED]
-        new.success = new._success[current]
+        new._set_epoch(new._epoch)
         return new

@@ -822,3 +822,19 @@ def test_statistics_follow_the_rolling_window() -> None:
     assert (stats.requests, stats.errors, stats.counts["success"]) == (1, 0, 1)
     clock.advance(5.0)
     assert circuit.statistics().requests == 0
+
+
+@pytest.mark.parametrize("threshold", [0.5, 1, 12.5, 13, 49.5, 50, 50.5, 66.6, 99, 99.5, 100])
+def test_error_budget_is_the_most_errors_that_cannot_trip(threshold: float) -> None:
+    """error_budget(volume, threshold) is the largest error count whose best case cannot reach the threshold."""
+    from breaker._circuit import error_budget
+
+    for volume in range(120):
+        budget = -1
+        for errors in range(volume + 2):
+            fewest = max(volume, errors)
+            if fewest and (200 * errors + fewest) // (2 * fewest) >= threshold:
+                break
+            if fewest:
+                budget = errors
+        assert error_budget(volume, threshold) == budget, (volume, threshold)
