@@ -9,8 +9,8 @@ from typing import TypeVar
 from . import _registry
 from ._aexecute import call_async
 from ._circuit import Circuit
-from ._execute import call_in_caller, call_in_thread, start_in_thread
-from ._registry import check_name
+from ._execute import do, start_in_thread
+from ._registry import check_callable, check_name, circuit_for
 from ._settings import CommandConfig, Settings
 
 __all__ = [
@@ -29,56 +29,6 @@ __all__ = [
 T = TypeVar("T")
 
 _EMPTY: Mapping[str, object] = {}
-
-
-def check_callable(what: str, name: object, value: object, *, optional: bool = False) -> None:
-    """Raise a TypeError naming the command and the argument unless ``value`` is callable."""
-    if optional and value is None:
-        return
-    if not callable(value):
-        raise TypeError(f"command {name!r}: {what} must be callable, got {type(value).__name__} {value!r}")
-
-
-def circuit_for(name: str) -> tuple[_registry.Registry, Circuit]:
-    registry = _registry._current
-    try:
-        circuit = registry.circuits.get(name)
-    except TypeError:  # unhashable: say what a name must be
-        check_name(name)
-        raise
-    if circuit is None:
-        circuit = registry.get_circuit(name)[0]
-    return registry, circuit
-
-
-def do(name: str, run: Callable[[], T], fallback: Callable[[Exception], T] | None = None) -> T:
-    """Call ``run()`` through the command ``name`` and wait for its outcome.
-
-    Args:
-        name: The command; its circuit is created on first use.
-        run: A zero-argument callable: the call to the dependency.
-        fallback: Called as ``fallback(error)`` when the call fails, times out, is short-circuited or rejected;
-            its return value becomes the call's value.
-
-    Returns:
-        ``run()``'s value, or the fallback's.
-
-    Raises:
-        CircuitOpenError: The circuit is open and there is no fallback.
-        MaxConcurrencyError: No ticket was free and there is no fallback.
-        CommandTimeoutError: The run outlasted the timeout and there is no fallback.
-        FallbackError: The fallback raised.
-        TypeError: ``run`` or ``fallback`` is not callable (nothing is counted).
-        Exception: The run's own exception, unchanged, when there is no fallback, or when it is one of the
-            command's ``ignored_exceptions``.
-    """
-    if not callable(run) or (fallback is not None and not callable(fallback)):
-        check_callable("run", name, run)
-        check_callable("fallback", name, fallback, optional=True)
-    registry, circuit = circuit_for(name)
-    if circuit.threaded:
-        return call_in_thread(registry, circuit, run, (), _EMPTY, fallback)
-    return call_in_caller(circuit, run, (), _EMPTY, fallback)
 
 
 async def do_async(

@@ -9,10 +9,9 @@ from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 
 from . import _registry
 from ._aexecute import call_async
-from ._api import check_callable
 from ._circuit import Circuit
-from ._execute import call_in_caller, call_in_thread
-from ._registry import check_name
+from ._execute import sync_wrapper
+from ._registry import check_callable, check_name
 
 __all__ = ["command"]
 
@@ -49,22 +48,7 @@ def command(name: str, *, fallback: Callable[..., Any] | None = None) -> Callabl
         if is_async_callable(fn):
             return _decorate_async(name, fn, fallback)  # type: ignore[arg-type, return-value]
 
-        circuit: Circuit | None = None  # cached until flush() or a registry swap makes it stale
-
-        @functools.wraps(fn)
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-            nonlocal circuit
-            current = circuit
-            if current is None or not current.live:
-                current = circuit = _registry._current.get_circuit(name)[0]
-            result: T  # the fallback is typed loosely above; a typed local costs nothing, unlike cast()
-            if current.threaded:
-                result = call_in_thread(_registry._current, current, fn, args, kwargs, fallback)
-            else:
-                result = call_in_caller(current, fn, args, kwargs, fallback)
-            return result
-
-        return wrapper
+        return sync_wrapper(name, fn, fallback)
 
     return decorate
 

@@ -7,25 +7,36 @@ side decide the outcome; the ticket is back, and the outcome counted, before the
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, ParamSpec, TypeVar, cast
 
+from . import _registry
 from ._circuit import SHORT_CIRCUITED, Circuit
 from ._errors import CircuitOpenError, CommandTimeoutError, FallbackError, MaxConcurrencyError
 from ._events import BAD_REQUEST, FAILURE, FALLBACK_FAILURE, FALLBACK_SUCCESS, SUCCESS, TIMEOUT
-from ._registry import Registry
+from ._registry import Registry, check_callable, circuit_for
 
-__all__ = ["call_in_caller", "call_in_thread", "start_in_thread"]
+__all__ = ["call_in_thread", "do", "start_in_thread", "sync_wrapper"]
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 Args = tuple[Any, ...]
 Kwargs = Mapping[str, Any]
 Fallback = Callable[..., T]
 
 _TIMEOUT_MAX = threading.TIMEOUT_MAX
+_EMPTY: Mapping[str, Any] = {}
+
+
+class _Stale:
+    live = False
+
+
+_STALE = cast(Circuit, _Stale())  # a cached circuit that is never live: the first call looks the name up
 
 
 def fall_back(circuit: Circuit, error: BaseException, args: Args, kwargs: Kwargs, fallback: Fallback[T] | None) -> T:
@@ -57,14 +68,35 @@ def refused(circuit: Circuit, code: int, args: Args, kwargs: Kwargs, fallback: F
     return fall_back(circuit, error, args, kwargs, fallback)
 
 
-def call_in_caller(
-    circuit: Circuit, fn: Callable[..., T], args: Args, kwargs: Kwargs, fallback: Fallback[T] | None
-) -> T:
-    """Caller isolation: run on this thread; a run that outlasts its timeout counts as a timeout when it returns.
+def do(name: str, run: Callable[[], T], fallback: Callable[[Exception], T] | None = None) -> T:
+    """Call ``run()`` through the command ``name`` and wait for its outcome.
 
-    The body inlines `Circuit.try_enter` and the ticket's return: every call pays for this function, and a
-    method call costs as much here as the work it wraps.
+    Args:
+        name: The command; its circuit is created on first use.
+        run: A zero-argument callable: the call to the dependency.
+        fallback: Called as ``fallback(error)`` when the call fails, times out, is short-circuited or rejected;
+            its return value becomes the call's value.
+
+    Returns:
+        ``run()``'s value, or the fallback's.
+
+    Raises:
+        CircuitOpenError: The circuit is open and there is no fallback.
+        MaxConcurrencyError: No ticket was free and there is no fallback.
+        CommandTimeoutError: The run outlasted the timeout and there is no fallback.
+        FallbackError: The fallback raised.
+        TypeError: ``run`` or ``fallback`` is not callable (nothing is counted).
+        Exception: The run's own exception, unchanged, when there is no fallback, or when it is one of the
+            command's ``ignored_exceptions``.
     """
+    if not callable(run) or (fallback is not None and not callable(fallback)):
+        check_callable("run", name, run)
+        check_callable("fallback", name, fallback, optional=True)
+    registry, circuit = circuit_for(name)
+    if circuit.threaded:
+        return call_in_thread(registry, circuit, run, (), _EMPTY, fallback)
+    fn, args, kwargs = run, (), _EMPTY
+    # -- the caller path: the same text in do() and sync_wrapper(); tests/test_execute.py checks it --
     clock = circuit.clock
     start = clock()
     probe = 0
@@ -135,6 +167,100 @@ def call_in_caller(
     else:
         tokens.append(1)
     return value
+    # -- end of the caller path --
+
+
+def sync_wrapper(name: str, fn: Callable[P, T], fallback: Fallback[T] | None) -> Callable[P, T]:
+    """The wrapper `@breaker.command` puts around a sync function.
+
+    Caller isolation runs inline, here: the text of the caller path is `do`'s, copied rather than called,
+    because one more Python frame (for the call, and for an exception to unwind through) costs as much as the
+    whole path's bookkeeping. A test keeps the two copies identical.
+    """
+    circuit = _STALE  # the circuit of ``name``, cached until flush() or a registry swap makes it stale
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        nonlocal circuit
+        if not circuit.live:
+            circuit = _registry._current.get_circuit(name)[0]
+        if circuit.threaded:
+            result: T = call_in_thread(_registry._current, circuit, fn, args, kwargs, fallback)
+            return result
+        # -- the caller path: the same text in do() and sync_wrapper(); tests/test_execute.py checks it --
+        clock = circuit.clock
+        start = clock()
+        probe = 0
+        tokens = circuit._tokens
+        if circuit._gate:
+            try:
+                tokens.pop()
+            except IndexError:
+                probe = circuit.admit(start)
+            else:
+                if not circuit._gate:  # opened as we took the ticket: let the lock decide
+                    tokens.append(1)
+                    probe = circuit.admit(start)
+        elif circuit.short_circuit(start):
+            if fallback is None:
+                raise CircuitOpenError(circuit.name)
+            return fall_back(circuit, CircuitOpenError(circuit.name), args, kwargs, fallback)
+        else:
+            probe = circuit.admit(start)
+        if probe < 0:
+            return refused(circuit, probe, args, kwargs, fallback)
+        try:
+            value = fn(*args, **kwargs)
+        except Exception as error:
+            end = clock()
+            if circuit.ignored and isinstance(error, circuit.ignored):
+                circuit.complete(BAD_REQUEST, probe, end)
+                raise
+            if end - start > circuit.timeout:
+                circuit.complete(TIMEOUT, probe, end)
+                timeout_error = CommandTimeoutError(circuit.name, circuit.timeout)
+                timeout_error.__cause__ = error
+                return fall_back(circuit, timeout_error, args, kwargs, fallback)
+            if probe:
+                circuit.complete(FAILURE, probe, end)
+            else:
+                rolling = circuit._rolling
+                if end >= rolling.end:
+                    circuit.fail(end)
+                elif rolling.errors + next(rolling.failure) >= circuit._error_budget:  # `Circuit.fail`, inlined
+                    circuit.check_health(end)
+                if circuit._debt:
+                    circuit.give_back()
+                else:
+                    tokens.append(1)
+            if fallback is None:
+                raise  # the run's own exception, unchanged
+            return fall_back(circuit, error, args, kwargs, fallback)
+        except BaseException:
+            circuit.complete(FAILURE, probe, clock())
+            raise
+        end = clock()
+        if end - start > circuit.timeout:
+            circuit.complete(TIMEOUT, probe, end)
+            return fall_back(circuit, CommandTimeoutError(circuit.name, circuit.timeout), args, kwargs, fallback)
+        if probe:
+            circuit.complete(SUCCESS, probe, end)
+            return value
+        rolling = circuit._rolling
+        if end < rolling.end:  # `Circuit.count_success`, inlined
+            next(rolling.success)  # atomic: no lock
+            if circuit._watch:
+                circuit.check_health(end)
+        else:
+            circuit.count_success(end)
+        if circuit._debt:
+            circuit.give_back()
+        else:
+            tokens.append(1)
+        return value
+        # -- end of the caller path --
+
+    return wrapper
 
 
 class _Attempt(Generic[T]):
@@ -283,11 +409,11 @@ def start_in_thread(
     fallback: Fallback[T] | None,
 ) -> Future[T]:
     """`go()`: admission is decided here, before the future is returned; the rest happens on threads."""
-    if not circuit.threaded:
+    if not circuit.threaded:  # caller isolation: run here, return a done future
         future: Future[T] = Future()
         future.set_running_or_notify_cancel()
         try:
-            value = call_in_caller(circuit, fn, args, kwargs, fallback)
+            value = do(circuit.name, fn, fallback)
         except Exception as error:
             future.set_exception(error)
         else:

@@ -38,6 +38,14 @@ def check_config(config: object, what: str) -> CommandConfig:
     return config
 
 
+def check_callable(what: str, name: object, value: object, *, optional: bool = False) -> None:
+    """Raise a TypeError naming the command and the argument unless ``value`` is callable."""
+    if optional and value is None:
+        return
+    if not callable(value):
+        raise TypeError(f"command {name!r}: {what} must be callable, got {type(value).__name__} {value!r}")
+
+
 class Registry:
     """Circuits by name, the configuration they resolve from, the worker pool and the timer."""
 
@@ -171,6 +179,19 @@ _current = Registry()
 def current() -> Registry:
     """The registry the module-level API uses."""
     return _current
+
+
+def circuit_for(name: str) -> tuple[Registry, Circuit]:
+    """The current registry and the circuit of ``name`` in it (created on first use)."""
+    registry = _current
+    try:
+        circuit = registry.circuits.get(name)
+    except TypeError:  # unhashable: say what a name must be
+        check_name(name)
+        raise
+    if circuit is None:
+        circuit = registry.get_circuit(name)[0]
+    return registry, circuit
 
 
 def swap(registry: Registry) -> Registry:

@@ -206,7 +206,7 @@ def test_hot_path_success_evaluates_health_after_the_window_moved() -> None:
         call(circuit, clock, FAILURE)  # 5 requests, 40%: stays closed
     clock.advance(5.5)  # t=1010.5: the three successes left the window
     circuit.count(FALLBACK_SUCCESS, clock())  # the last failure's fallback ends in the new bucket
-    for _ in range(2):  # two ordinary successes, counted as `call_in_caller` counts them
+    for _ in range(2):  # two ordinary successes, counted as the caller path counts them
         assert circuit.try_enter()
         circuit.count_success(clock())
         circuit.give_back()
@@ -463,7 +463,7 @@ def test_probe_at_exactly_its_timeout_is_still_running() -> None:
     clock.advance(1.0)
     assert circuit.admit(clock()) == SHORT_CIRCUITED
     assert circuit.state is HALF_OPEN
-    circuit.complete(SUCCESS, probe, clock())  # what call_in_caller records for a run of exactly `timeout`
+    circuit.complete(SUCCESS, probe, clock())  # what the caller path records for a run of exactly `timeout`
     assert circuit.state is CLOSED
     assert transitions == [(CLOSED, OPEN), (OPEN, HALF_OPEN), (HALF_OPEN, CLOSED)]
 

@@ -992,3 +992,21 @@ def test_non_callable_arguments_raise_type_error_before_anything_is_counted(call
     with pytest.raises(TypeError, match=NAME):
         call()
     assert events() == {}
+
+
+def test_caller_path_is_the_same_text_in_do_and_the_decorator() -> None:
+    """The caller path is written out twice (do() and the decorator's wrapper, to save a frame): keep it one text."""
+    import textwrap
+
+    from breaker import _execute
+
+    def caller_path(function: Callable[..., object]) -> str:
+        source = inspect.getsource(function)
+        start = source.index("# -- the caller path:")
+        end = source.index("# -- end of the caller path --")
+        start = source.rindex("\n", 0, start) + 1  # from the start of the marker's line, indentation included
+        return textwrap.dedent(source[start:end])
+
+    do_path = caller_path(_execute.do)
+    assert "fn(*args, **kwargs)" in do_path
+    assert caller_path(_execute.sync_wrapper) == do_path
