@@ -895,12 +895,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="few rounds, small N: a smoke run of a few seconds")
     parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON to PATH")
     parser.add_argument("--seed", type=int, default=None, help="seed of the shuffled orders (default: random)")
+    parser.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="do not pin the process to one CPU (thread hand-offs then vary with where the OS places threads)",
+    )
     args = parser.parse_args(argv)
+    pinned = "no (--no-pin)" if args.no_pin else pin_to_one_cpu()
     sizes = QUICK if args.quick else FULL
     seed = args.seed if args.seed is not None else random.randrange(2**32)
     rng = random.Random(seed)
     env = environment(args)
     env["seed"] = str(seed)
+    env["pinned to one CPU"] = pinned
     logging_off()
     started = perf_counter()
     rows: list[Row] = []
@@ -931,6 +938,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             json.dump(payload, out, indent=2, default=str)
             out.write("\n")
     return 0
+
+
+def pin_to_one_cpu() -> str:
+    """Pin this process, and the threads it will start, to one CPU.
+
+    On a shared 2-core machine a thread hand-off costs 13 us or 40 us depending on which cores the OS happened to
+    give the two threads when they started, and that stays so for the threads' life: in one run the raw hand-off
+    floor and `breaker.do()` compared anywhere from 0.3x to 3.4x. On one CPU every contender's threads are placed
+    alike, so the ratios compare code, not placement luck.
+    """
+    if not hasattr(os, "sched_setaffinity"):
+        return "no (not supported here)"
+    cpu = min(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {cpu})
+    return f"yes, CPU {cpu} (threads started from here inherit it)"
 
 
 def logging_off() -> None:

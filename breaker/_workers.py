@@ -20,10 +20,10 @@ from typing import TypeAlias
 
 __all__ = ["Task", "Timer", "WorkerPool"]
 
-#: Work for a worker. It must not raise. It returns a callable that wakes whoever waits for it, or None: the
-#: worker goes back to the idle stack *before* waking them, so a caller making one call after another finds it
-#: free again instead of starting a thread each time.
-Task: TypeAlias = Callable[[], Callable[[], object] | None]
+#: Work for a worker. It must not raise. It returns a callable that wakes whoever waits for it when called with
+#: None (a queue's ``put``), or None: the worker goes back to the idle stack *before* waking them, so a caller
+#: making one call after another finds it free again instead of starting a thread each time.
+Task: TypeAlias = Callable[[], Callable[[None], object] | None]
 
 _STOP = None
 _thread_ids = itertools.count(1)
@@ -99,7 +99,7 @@ class WorkerPool:
                         except ValueError:
                             pass  # already popped: a task or _STOP is on its way
                 if wake is not None:
-                    wake()
+                    wake(None)
                 if retired:
                     return
                 wake = None
