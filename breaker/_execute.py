@@ -272,6 +272,9 @@ class _Attempt(Generic[T]):  # Generic costs nothing per instance: it defines no
 
     __slots__ = ("args", "circuit", "done", "error", "fn", "guard", "kwargs", "probe", "slot", "value")
 
+    value: T  # set when the run returns
+    slot: int  # set when the run raises: FAILURE or BAD_REQUEST
+
     def __init__(self, circuit: Circuit, fn: Callable[..., T], args: Args, kwargs: Kwargs, probe: int) -> None:
         self.circuit = circuit
         self.fn = fn
@@ -279,9 +282,7 @@ class _Attempt(Generic[T]):  # Generic costs nothing per instance: it defines no
         self.kwargs = kwargs
         self.probe = probe
         self.guard: list[object] = [None]
-        self.value: T | None = None
         self.error: BaseException | None = None
-        self.slot = SUCCESS
         # Gets one item once the outcome is decided; the waiting caller blocks on it. A queue, not a Lock: a
         # Lock.acquire with a timeout wakes about 20 us later than SimpleQueue.get with one (measured here).
         self.done: queue.SimpleQueue[None] = queue.SimpleQueue()
@@ -297,37 +298,38 @@ class _Attempt(Generic[T]):  # Generic costs nothing per instance: it defines no
         except BaseException as error:
             self.error = error
             ignored = circuit.ignored
-            self.slot = BAD_REQUEST if ignored and isinstance(error, ignored) else FAILURE
-        self.fn = self.args = self.kwargs = None  # type: ignore[assignment]  # free them while the caller reads
-        now = circuit.clock()
-        if self.slot == SUCCESS and not self.probe and self.guard:
-            try:
-                self.guard.pop()  # the once-guard
-            except IndexError:
-                pass  # the timeout took it just now: finish() below sees that
-            else:
-                rolling = circuit._rolling
-                if now < rolling.end:
-                    next(rolling.success)  # atomic: no lock
-                    if circuit._watch:
-                        circuit.check_health(now)
+            slot = self.slot = BAD_REQUEST if ignored and isinstance(error, ignored) else FAILURE
+        else:
+            slot = SUCCESS
+            if not self.probe:
+                try:
+                    self.guard.pop()  # the once-guard
+                except IndexError:
+                    pass  # the timeout took it just now: finish() below sees that
                 else:
-                    circuit.count_success(now)
-                if circuit._debt:
-                    circuit.give_back()
-                else:
-                    circuit._tokens.append(1)
-                return self.done.put
-        if circuit.finish(self, self.slot, now):
+                    now = circuit.clock()
+                    rolling = circuit._rolling
+                    if now < rolling.end:
+                        next(rolling.success)  # atomic: no lock
+                        if circuit._watch:
+                            circuit.check_health(now)
+                    else:
+                        circuit.count_success(now)
+                    if circuit._debt:
+                        circuit.give_back()
+                    else:
+                        circuit._tokens.append(1)
+                    return self.done.put
+        if circuit.finish(self, slot, circuit.clock()):
             return self.done.put
-        self.value = self.error = None  # a late result: discarded
+        self.error = None  # a late result: discarded
         return None
 
     def answer(self, args: Args, kwargs: Kwargs, fallback: Fallback[T] | None) -> T:
         """The caller's answer once the run decided the outcome."""
         error = self.error
         if error is None:
-            return self.value  # type: ignore[return-value]
+            return self.value
         self.error = None
         if self.slot == FAILURE and isinstance(error, Exception):
             return fall_back(self.circuit, error, args, kwargs, fallback)
@@ -346,7 +348,19 @@ def call_in_thread(
     fallback: Fallback[T] | None,
 ) -> T:
     """Thread isolation: run on a worker and wait at most the timeout."""
-    probe = 0 if circuit.try_enter() else circuit.enter(circuit.clock())
+    probe = 0
+    if circuit._gate:  # `Circuit.try_enter`, inlined
+        tokens = circuit._tokens
+        try:
+            tokens.pop()
+        except IndexError:
+            probe = circuit.admit(circuit.clock())
+        else:
+            if not circuit._gate:  # opened as we took the ticket: let the lock decide
+                tokens.append(1)
+                probe = circuit.admit(circuit.clock())
+    else:
+        probe = circuit.enter(circuit.clock())
     if probe < 0:
         return refused(circuit, probe, args, kwargs, fallback)
     attempt = _Attempt(circuit, fn, args, kwargs, probe)
@@ -370,7 +384,7 @@ def call_in_thread(
             return fall_back(circuit, error, args, kwargs, fallback)
         attempt.done.get()  # the run finished as the wait ran out: its outcome stands and is counted
     if attempt.error is None:
-        return attempt.value  # type: ignore[return-value]
+        return attempt.value
     return attempt.answer(args, kwargs, fallback)
 
 
