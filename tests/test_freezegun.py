@@ -24,4 +24,4 @@ def test_freezegun_drives_an_isolated_registry_made_inside_freeze_time() -> None
         frozen.tick(1.0)
         assert circuit.allow_request()
         assert breaker.do("db", lambda: "probe") == "probe"
-        assert circuit.state is breaker.State.CLOSED
+        assert breaker.get_circuit("db")[0].state is breaker.State.CLOSED
