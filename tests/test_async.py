@@ -12,6 +12,7 @@ import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
+import blockbuster
 import pytest
 
 import breaker
@@ -572,7 +573,6 @@ def test_sync_function_gets_a_sync_wrapper() -> None:
 
 def test_async_path_never_blocks_the_loop_even_with_sync_threads_on_the_same_circuit() -> None:
     """With blockbuster active and threads hammering the same circuit, no async call blocks the loop."""
-    blockbuster = pytest.importorskip("blockbuster")
     breaker.configure_command("hot", breaker.CommandConfig(force_closed=True, isolation="caller"))
     stop = threading.Event()
 
@@ -610,7 +610,6 @@ def test_async_path_never_blocks_the_loop_even_with_sync_threads_on_the_same_cir
 def test_recording_while_a_thread_holds_the_lock_yields_to_the_loop() -> None:
     """While a thread holds the circuit's lock, an async call that must record waits by yielding: other tasks
     run meanwhile, and blockbuster (which raises on a blocking acquire of a held lock) stays silent."""
-    blockbuster = pytest.importorskip("blockbuster")
     circuit = breaker.get_circuit("held")[0]
     holding, release = threading.Event(), threading.Event()
 
