@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import math
 import sys
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar, cast
+import types
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar, cast
 
+from . import _registry
 from ._circuit import SHORT_CIRCUITED, Circuit
 from ._errors import CircuitOpenError, CommandTimeoutError, FallbackError, MaxConcurrencyError
 from ._events import (
@@ -31,11 +34,14 @@ from ._events import (
     TIMEOUT,
     State,
 )
-from ._execute import Args, Kwargs
+from ._execute import _EMPTY, _STALE, Args, Kwargs
+from ._registry import check_callable, circuit_for
 
-__all__ = ["call_async"]
+__all__ = ["async_wrapper", "do_async"]
 
 T = TypeVar("T")
+P = ParamSpec("P")
+_Coroutine = types.CoroutineType  # the usual awaitable: checked by identity before inspect.isawaitable
 
 if sys.version_info >= (3, 11):
     _timeout = asyncio.timeout
@@ -113,18 +119,48 @@ async def _fall_back(
     return value
 
 
-async def call_async(
-    circuit: Circuit,
-    fn: Callable[..., Awaitable[T]],
-    args: Args,
-    kwargs: Kwargs,
-    fallback: Callable[..., Any] | None,
+async def do_async(
+    name: str,
+    run: Callable[[], Awaitable[T]],
+    fallback: Callable[[Exception], T | Awaitable[T]] | None = None,
 ) -> T:
-    """Run ``fn(*args, **kwargs)`` and await it through ``circuit``, inline in the current task."""
+    """Await ``run()`` through the command ``name``, in the current task.
+
+    The same circuit, tickets and probe serve sync and async callers of a name. The timeout cancels the run (it is
+    awaited in this task under ``asyncio.timeout``) and its ticket comes back once it has finished unwinding.
+    If this task is cancelled, `asyncio.CancelledError` propagates, no fallback runs, and a ``cancelled`` event
+    (neither a request nor an error) is recorded. ``isolation`` does not apply: async runs are always awaited
+    here, on the event loop.
+
+    Args:
+        name: The command.
+        run: A zero-argument callable returning an awaitable: the call to the dependency.
+        fallback: Called as ``fallback(error)``, sync or async, when the call fails, times out, is
+            short-circuited or rejected; its (awaited) value becomes the call's value.
+
+    Raises:
+        The errors `breaker.do` raises; and TypeError if ``run`` returns something not awaitable (nothing is
+        counted).
+    """
+    if not callable(run) or (fallback is not None and not callable(fallback)):
+        check_callable("run", name, run)
+        check_callable("fallback", name, fallback, optional=True)
+    circuit = circuit_for(name)[1]
+    fn, args, kwargs = run, (), _EMPTY
+    # -- the async caller path: the same text in do_async() and async_wrapper(); tests/test_async.py checks it --
     clock = circuit.clock
     start = clock()
-    if circuit.try_enter():
-        probe = 0
+    probe = 0
+    tokens = circuit._tokens
+    if circuit._gate:  # `Circuit.try_enter`, inlined
+        try:
+            tokens.pop()
+        except IndexError:
+            probe = await _admit(circuit, start)
+        else:
+            if not circuit._gate:  # opened as we took the ticket: let the lock decide
+                tokens.append(1)
+                probe = await _admit(circuit, start)
     elif circuit.short_circuit(start):
         probe = SHORT_CIRCUITED
     else:
@@ -140,7 +176,7 @@ async def call_async(
     deadline = None
     try:
         awaitable = fn(*args, **kwargs)
-        if not inspect.isawaitable(awaitable):
+        if awaitable.__class__ is not _Coroutine and not inspect.isawaitable(awaitable):
             raise _NotAwaitable(awaitable)
         if timeout == math.inf:
             value = await awaitable
@@ -180,7 +216,8 @@ async def call_async(
     end = clock()
     if end - start > timeout:  # the run ignored its cancellation and returned late
         await _finish(circuit, TIMEOUT, probe, end)
-        return cast(T, await _fall_back(circuit, CommandTimeoutError(circuit.name, timeout), args, kwargs, fallback))
+        late = CommandTimeoutError(circuit.name, timeout)
+        return cast(T, await _fall_back(circuit, late, args, kwargs, fallback))
     if probe:
         await _finish(circuit, SUCCESS, probe, end)
         return value
@@ -192,8 +229,113 @@ async def call_async(
     if circuit._debt:
         await _finish_repay(circuit)
     else:
-        circuit._tokens.append(1)
+        tokens.append(1)
     return value
+    # -- end of the async caller path --
+
+
+def async_wrapper(
+    name: str, fn: Callable[P, Awaitable[T]], fallback: Callable[..., Any] | None
+) -> Callable[P, Coroutine[Any, Any, T]]:
+    """The wrapper `@breaker.command` puts around a coroutine function.
+
+    The caller path is `do_async`'s text, copied rather than awaited: one more coroutine (created, and awaited)
+    per call costs about as much as the path's whole bookkeeping. A test keeps the two copies identical.
+    """
+    circuit = _STALE  # the circuit of ``name``, cached until flush() or a registry swap makes it stale
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        nonlocal circuit
+        if not circuit.live:
+            circuit = _registry._current.get_circuit(name)[0]
+        # -- the async caller path: the same text in do_async() and async_wrapper(); tests/test_async.py checks it --
+        clock = circuit.clock
+        start = clock()
+        probe = 0
+        tokens = circuit._tokens
+        if circuit._gate:  # `Circuit.try_enter`, inlined
+            try:
+                tokens.pop()
+            except IndexError:
+                probe = await _admit(circuit, start)
+            else:
+                if not circuit._gate:  # opened as we took the ticket: let the lock decide
+                    tokens.append(1)
+                    probe = await _admit(circuit, start)
+        elif circuit.short_circuit(start):
+            probe = SHORT_CIRCUITED
+        else:
+            probe = await _admit(circuit, start)
+        if probe < 0:
+            refusal: CircuitOpenError | MaxConcurrencyError
+            if probe == SHORT_CIRCUITED:
+                refusal = CircuitOpenError(circuit.name)
+            else:
+                refusal = MaxConcurrencyError(circuit.name, circuit.settings.max_concurrent_requests)
+            return cast(T, await _fall_back(circuit, refusal, args, kwargs, fallback))
+        timeout = circuit.timeout
+        deadline = None
+        try:
+            awaitable = fn(*args, **kwargs)
+            if awaitable.__class__ is not _Coroutine and not inspect.isawaitable(awaitable):
+                raise _NotAwaitable(awaitable)
+            if timeout == math.inf:
+                value = await awaitable
+            elif _timeout is not None:
+                deadline = _timeout(timeout)
+                async with deadline:
+                    value = await awaitable
+            else:  # pragma: no cover - Python 3.10: no asyncio.timeout
+                value = await asyncio.wait_for(awaitable, timeout)
+        except _NotAwaitable as bad:
+            await _withdraw(circuit, probe)
+            raise TypeError(
+                f"command {circuit.name!r}: run must return an awaitable for an async call, "
+                f"got {type(bad.value).__name__} {bad.value!r}"
+            ) from None
+        except asyncio.CancelledError:
+            # The caller was cancelled (or its own enclosing timeout fired): never swallowed, no fallback.
+            with contextlib.suppress(asyncio.CancelledError):  # cancelled again while recording: re-raise the first
+                await _finish(circuit, CANCELLED, probe, clock())
+            raise
+        except Exception as error:
+            end = clock()
+            if circuit.ignored and isinstance(error, circuit.ignored):
+                await _finish(circuit, BAD_REQUEST, probe, end)
+                raise
+            if (deadline is not None and deadline.expired()) or end - start > timeout:
+                await _finish(circuit, TIMEOUT, probe, end)
+                timeout_error = CommandTimeoutError(circuit.name, timeout)
+                if not (deadline is not None and deadline.expired()):
+                    timeout_error.__cause__ = error  # the run failed on its own, after its deadline
+                return cast(T, await _fall_back(circuit, timeout_error, args, kwargs, fallback))
+            await _finish(circuit, FAILURE, probe, end)
+            return cast(T, await _fall_back(circuit, error, args, kwargs, fallback))
+        except BaseException:
+            await _finish(circuit, FAILURE, probe, clock())
+            raise
+        end = clock()
+        if end - start > timeout:  # the run ignored its cancellation and returned late
+            await _finish(circuit, TIMEOUT, probe, end)
+            late = CommandTimeoutError(circuit.name, timeout)
+            return cast(T, await _fall_back(circuit, late, args, kwargs, fallback))
+        if probe:
+            await _finish(circuit, SUCCESS, probe, end)
+            return value
+        rolling = circuit._rolling
+        if end < rolling.end and not circuit._watch:  # the lock-free success count, as in the sync driver
+            next(rolling.success)
+        else:
+            await _finish(circuit, SUCCESS, 0, end, ticket=False)
+        if circuit._debt:
+            await _finish_repay(circuit)
+        else:
+            tokens.append(1)
+        return value
+        # -- end of the async caller path --
+
+    return wrapper
 
 
 class _NotAwaitable(Exception):

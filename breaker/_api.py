@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from typing import TypeVar
 
 from . import _registry
-from ._aexecute import call_async
+from ._aexecute import do_async
 from ._circuit import Circuit
 from ._execute import do, start_in_thread
 from ._registry import check_callable, check_name, circuit_for
@@ -29,36 +29,6 @@ __all__ = [
 T = TypeVar("T")
 
 _EMPTY: Mapping[str, object] = {}
-
-
-async def do_async(
-    name: str,
-    run: Callable[[], Awaitable[T]],
-    fallback: Callable[[Exception], T | Awaitable[T]] | None = None,
-) -> T:
-    """Await ``run()`` through the command ``name``, in the current task.
-
-    The same circuit, tickets and probe serve sync and async callers of a name. The timeout cancels the run (it is
-    awaited in this task under ``asyncio.timeout``) and its ticket comes back once it has finished unwinding.
-    If this task is cancelled, `asyncio.CancelledError` propagates, no fallback runs, and a ``cancelled`` event
-    (neither a request nor an error) is recorded. ``isolation`` does not apply: async runs are always awaited
-    here, on the event loop.
-
-    Args:
-        name: The command.
-        run: A zero-argument callable returning an awaitable: the call to the dependency.
-        fallback: Called as ``fallback(error)``, sync or async, when the call fails, times out, is
-            short-circuited or rejected; its (awaited) value becomes the call's value.
-
-    Raises:
-        The errors `do` raises; and TypeError if ``run`` returns something not awaitable (nothing is counted).
-    """
-    if not callable(run) or (fallback is not None and not callable(fallback)):
-        check_callable("run", name, run)
-        check_callable("fallback", name, fallback, optional=True)
-    circuit = circuit_for(name)[1]
-    value: T = await call_async(circuit, run, (), _EMPTY, fallback)
-    return value
 
 
 def go(name: str, run: Callable[[], T], fallback: Callable[[Exception], T] | None = None) -> Future[T]:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 
-from . import _registry
-from ._aexecute import call_async
-from ._circuit import Circuit
+from ._aexecute import async_wrapper
 from ._execute import sync_wrapper
 from ._registry import check_callable, check_name
 
@@ -46,7 +44,7 @@ def command(name: str, *, fallback: Callable[..., Any] | None = None) -> Callabl
     def decorate(fn: Callable[P, T]) -> Callable[P, T]:
         check_callable("the decorated object", name, fn)
         if is_async_callable(fn):
-            return _decorate_async(name, fn, fallback)  # type: ignore[arg-type, return-value]
+            return async_wrapper(name, fn, fallback)  # type: ignore[arg-type, return-value]
 
         return sync_wrapper(name, fn, fallback)
 
@@ -62,20 +60,3 @@ def is_async_callable(fn: object) -> bool:
     if inspect.isfunction(fn) or inspect.ismethod(fn) or isinstance(fn, type):
         return False
     return inspect.iscoroutinefunction(getattr(fn, "__call__", None))  # noqa: B004 - the method itself
-
-
-def _decorate_async(
-    name: str, fn: Callable[P, Awaitable[T]], fallback: Callable[..., Any] | None
-) -> Callable[P, Awaitable[T]]:
-    circuit: Circuit | None = None  # cached until flush() or a registry swap makes it stale
-
-    @functools.wraps(fn)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        nonlocal circuit
-        current = circuit
-        if current is None or not current.live:
-            current = circuit = _registry._current.get_circuit(name)[0]
-        result: T = await call_async(current, fn, args, kwargs, fallback)
-        return result
-
-    return wrapper

@@ -646,3 +646,21 @@ def test_recording_while_a_thread_holds_the_lock_yields_to_the_loop() -> None:
         release.set()
         holder.join(5)
     assert circuit.statistics().counts["failure"] == 1
+
+
+def test_async_caller_path_is_the_same_text_in_do_async_and_the_decorator() -> None:
+    """The async caller path is written out twice (do_async() and the async wrapper): keep it one text."""
+    import textwrap
+
+    from breaker import _aexecute
+
+    def caller_path(function: Callable[..., object]) -> str:
+        source = inspect.getsource(function)
+        start = source.index("# -- the async caller path:")
+        end = source.index("# -- end of the async caller path --")
+        start = source.rindex("\n", 0, start) + 1
+        return textwrap.dedent(source[start:end])
+
+    do_path = caller_path(_aexecute.do_async)
+    assert "fn(*args, **kwargs)" in do_path
+    assert caller_path(_aexecute.async_wrapper) == do_path
