@@ -664,3 +664,43 @@ def test_async_caller_path_is_the_same_text_in_do_async_and_the_decorator() -> N
     do_path = caller_path(_aexecute.do_async)
     assert "fn(*args, **kwargs)" in do_path
     assert caller_path(_aexecute.async_wrapper) == do_path
+
+
+def test_configure_command_applies_at_once_to_async_callers() -> None:
+    """Raising max_concurrent_requests while an async run holds the only ticket admits more calls at once."""
+    breaker.configure_command("live", breaker.CommandConfig(max_concurrent_requests=1, timeout=math.inf))
+
+    async def scenario() -> list[str]:
+        gate, entered = asyncio.Event(), asyncio.Event()
+
+        async def held() -> str:
+            entered.set()
+            await gate.wait()
+            return "held"
+
+        first = asyncio.ensure_future(breaker.do_async("live", held))
+        await entered.wait()
+        rejected = await breaker.do_async("live", lambda: value("x"), lambda e: type(e).__name__)
+        breaker.configure_command("live", breaker.CommandConfig(max_concurrent_requests=2, timeout=math.inf))
+        admitted = await breaker.do_async("live", lambda: value("admitted"))
+        gate.set()
+        return [rejected, admitted, await first]
+
+    assert run(scenario()) == ["MaxConcurrencyError", "admitted", "held"]
+    assert counts("live")["rejected"] == 1
+
+
+def test_async_decorated_function_follows_flush_to_the_new_circuit() -> None:
+    """flush() drops the circuit an async wrapper cached; its next call counts on the new circuit."""
+
+    @breaker.command("flushed")
+    async def ping() -> str:
+        return "pong"
+
+    assert run(ping()) == "pong"
+    old = breaker.get_circuit("flushed")[0]
+    breaker.flush()
+    assert run(ping()) == "pong"
+    new = breaker.get_circuit("flushed")[0]
+    assert new is not old
+    assert (old.statistics().counts["success"], new.statistics().counts["success"]) == (1, 1)
