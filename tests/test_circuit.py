@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
+from test_api import EVENTS
 
 import breaker
 from breaker import State
@@ -48,16 +49,7 @@ BASE: dict[str, Any] = {
 SLEEP = 5.0
 
 #: Every event name the contract lists (semantics item 1).
-CONTRACT_EVENTS = (
-    "success",
-    "failure",
-    "timeout",
-    "short-circuit",
-    "rejected",
-    "bad-request",
-    "fallback-success",
-    "fallback-failure",
-)
+CONTRACT_EVENTS = EVENTS  # the contract's event names, pinned in test_api
 
 
 @dataclasses.dataclass

@@ -26,6 +26,7 @@ from concurrent.futures import Future
 from typing import Any, Literal, Protocol, TypeVar
 
 import pytest
+from test_api import EVENTS
 
 import breaker
 from breaker import CircuitOpenError, CircuitStatistics, CommandTimeoutError, FallbackError, MaxConcurrencyError, State
@@ -43,16 +44,7 @@ WAIT = 5.0  # the bound on every wait for something that should happen promptly
 SLEEP = 5.0  # the sleep window, where the fake clock moves it
 #: Trips on two failures in a row; probes after SLEEP.
 TRIP: dict[str, Any] = {"request_volume_threshold": 2, "error_percent_threshold": 50, "sleep_window": SLEEP}
-CONTRACT_EVENTS = (
-    "success",
-    "failure",
-    "timeout",
-    "short-circuit",
-    "rejected",
-    "bad-request",
-    "fallback-success",
-    "fallback-failure",
-)
+CONTRACT_EVENTS = EVENTS  # the contract's event names, pinned in test_api
 
 
 class Boom(Exception):
