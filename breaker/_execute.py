@@ -426,13 +426,10 @@ class _FutureAttempt(_Attempt[T]):
         if self.fallback is None:  # nothing to run: resolve here (the future's callbacks run here, as usual)
             self.answer_timeout()
             return
-        try:  # an idle worker runs the fallback (user code); with none idle, this thread does, as Hystrix's
-            # timer does: starting a thread here would let a hung dependency hold more threads than its tickets
-            inbox = self.registry.pool._idle.pop()
-        except IndexError:
+        try:
+            self.registry.pool.submit(self.answer_timeout)  # the fallback is user code: not on the timer thread
+        except RuntimeError:
             self.answer_timeout()
-        else:
-            inbox.put(self.answer_timeout)
 
     def answer_timeout(self) -> None:
         error = CommandTimeoutError(self.circuit.name, self.circuit.timeout)
