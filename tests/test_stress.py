@@ -8,7 +8,8 @@ outcome from what its caller saw (the value, the exception, the error the fallba
 the library's counters. Afterwards:
 
 - the circuit's primary events add up to exactly the number of calls, and every count equals the test's tally;
-- every fallback ran exactly once for each call that needed one (never twice), and every run at most once;
+- every fallback ran exactly once for each call that needed one, and never twice; every run ran exactly once
+  for each call that was admitted, and never for one that was refused;
 - no ticket was lost or made up: ``active`` and ``abandoned`` return to 0, and exactly the configured number of
   calls can then hold a ticket at once;
 - the run ended within `BOUND` seconds: every join and wait is bounded, so a deadlock fails the test.
