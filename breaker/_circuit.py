@@ -294,7 +294,7 @@ class Circuit:
         """`try_enter`, else `short_circuit`, else `admit`: the lock only when the lock-free paths cannot decide."""
         if self.try_enter():
             return ADMITTED
-        if self.short_circuit(now):
+        if not self._gate and self.short_circuit(now):  # force_closed, or closed: never short-circuit
             return SHORT_CIRCUITED
         return self.admit(now)
 
@@ -489,7 +489,7 @@ class Circuit:
         if not probe:
             return self._check_health(now) if slot != CANCELLED else None
         if probe != self._probe_id or not self._probe_in_flight:
-            return None  # a probe that already counted as failed: only the current probe decides
+            return self._check_health(now) if slot != CANCELLED else None  # a stale probe: counted, health checked
         self._probe_in_flight = False
         if slot == SUCCESS:
             self._state = _CLOSED

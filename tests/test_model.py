@@ -1,0 +1,447 @@
+"""Model-based test of the decision core: a reference model of the circuit checked step by step (issue 4)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from fractions import Fraction
+
+import hypothesis.strategies as st
+import pytest
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis.stateful import (
+    Bundle,
+    MultipleResults,
+    RuleBasedStateMachine,
+    consumes,
+    initialize,
+    invariant,
+    multiple,
+    rule,
+)
+
+import breaker
+from breaker import State
+from breaker._circuit import ADMITTED, REJECTED_CALL, SHORT_CIRCUITED, Circuit
+from breaker._events import BAD_REQUEST, EVENTS, FAILURE, REJECTED, SHORT_CIRCUIT, SUCCESS, TIMEOUT
+from breaker._settings import BUILTIN, Settings
+from breaker.testing import FakeClock
+
+# Exact float times: the clock starts at a multiple of 0.25 and only ever moves by multiples of 0.25, bucket widths
+# are 0.5, 1.0 or 2.0, sleep windows and timeouts are multiples of 0.25. Every time, bucket boundary, sleep-window
+# end and probe deadline is then an exact binary float, so boundaries (``>=`` vs ``>``) are tested exactly and no
+# comparison depends on float rounding.
+QUARTER = 0.25
+START = 1000.0
+
+CLOSED, OPEN, HALF_OPEN = State.CLOSED, State.OPEN, State.HALF_OPEN
+FORCED_OPEN, FORCED_CLOSED = State.FORCED_OPEN, State.FORCED_CLOSED
+Transition = tuple[State, State]
+
+#: (rolling_window, rolling_buckets): fixed for one run (reconfiguration keeps the window's geometry).
+GEOMETRIES = [(10.0, 10), (4.0, 4), (3.0, 6), (8.0, 4), (1.0, 2)]
+VOLUMES = st.integers(min_value=0, max_value=5)
+#: Many sit between a percentage truncated and rounded half up: 2/3 is 66.67% (66 vs 67), 1/6, 2/7, 3/7, 1/8, 5/8.
+THRESHOLDS = st.sampled_from([1, 12.5, 17, 25, 29, 33.3, 43, 50, 50.5, 62.5, 75, 100] + [66.7] * 4)
+SLEEPS = st.sampled_from([0.25, 0.5, 1.0, 2.5, 5.0])
+TIMEOUTS = st.sampled_from([0.25, 1.0, 2.0, math.inf])
+TICKETS = st.sampled_from([1, 2, 3, 5, math.inf])
+#: (force_open, force_closed), mostly unforced.
+FORCES = st.sampled_from([(False, False)] * 4 + [(True, False), (False, True)])
+OUTCOMES = st.sampled_from([SUCCESS, FAILURE, TIMEOUT, BAD_REQUEST])
+PATHS = st.sampled_from(["enter", "driver"])
+#: How far `advance` moves the clock; the targets of the state machine's own boundaries come up more often.
+STEPS = st.sampled_from(
+    ["quarters", "next-boundary", "bucket", "sleep", "window", "long"] + ["sleep-end", "deadline", "past-deadline"] * 2
+)
+#: The event slots a call can end in here; statistics().counts must hold every other event name at 0.
+COUNTED = (SUCCESS, FAILURE, TIMEOUT, SHORT_CIRCUIT, REJECTED, BAD_REQUEST)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """The reconfigurable settings of one run (the window's geometry is fixed separately)."""
+
+    volume: int
+    threshold: float
+    sleep: float
+    timeout: float
+    tickets: float
+    force_open: bool
+    force_closed: bool
+
+
+def configs() -> st.SearchStrategy[Config]:
+    """Random valid settings."""
+    return st.builds(
+        lambda v, t, s, o, m, f: Config(v, t, s, o, m, *f), VOLUMES, THRESHOLDS, SLEEPS, TIMEOUTS, TICKETS, FORCES
+    )
+
+
+def resolve(config: Config, window: float, buckets: int) -> Settings:
+    """The library's settings for ``config`` and the run's window geometry."""
+    return breaker.CommandConfig(
+        request_volume_threshold=config.volume,
+        error_percent_threshold=config.threshold,
+        sleep_window=config.sleep,
+        timeout=config.timeout,
+        max_concurrent_requests=config.tickets,
+        force_open=config.force_open,
+        force_closed=config.force_closed,
+        rolling_window=window,
+        rolling_buckets=buckets,
+        isolation="caller",
+    ).over(BUILTIN)
+
+
+def rounded_percentage(errors: int, requests: int) -> int:
+    """``100 * errors / requests`` rounded half up, in exact fractions (0 with no requests)."""
+    if not requests:
+        return 0
+    return math.floor(Fraction(100 * errors, requests) + Fraction(1, 2))
+
+
+@dataclasses.dataclass(eq=False)
+class Call:
+    """An admitted call in flight: it holds a ticket until it completes (0, or the probe id it was admitted as)."""
+
+    probe: int
+
+
+class Model:
+    """The reference circuit: the README's Semantics written as plainly as possible."""
+
+    def __init__(self, config: Config, window: float, buckets: int, now: float) -> None:
+        self.config = config
+        self.width = Fraction(window) / buckets
+        self.buckets = buckets
+        self.now = now
+        self.events: list[tuple[int, int]] = []  # (bucket, slot) of every counted event since the last clear
+        self.state = CLOSED  # underneath the force flags
+        self.opened_at = -math.inf
+        self.probe_in_flight = False
+        self.probe_id = 0
+        self.probe_deadline = math.inf
+        self.held = 0  # tickets held by calls in flight
+        self.transitions: list[Transition] = []
+
+    # -- queries --
+
+    def bucket(self, time: float) -> int:
+        """The index of the bucket holding ``time``."""
+        return math.floor(Fraction(time) / self.width)
+
+    def window(self) -> dict[int, int]:
+        """Counts per slot over the current bucket and the ``buckets - 1`` before it."""
+        first = self.bucket(self.now) - self.buckets + 1
+        counts = dict.fromkeys(COUNTED, 0)
+        for bucket, slot in self.events:
+            if bucket >= first:
+                counts[slot] += 1
+        return counts
+
+    def health(self, counts: dict[int, int]) -> tuple[int, int]:
+        """(requests, errors) in window ``counts``: short-circuits and bad requests count in neither."""
+        errors = counts[FAILURE] + counts[TIMEOUT] + counts[REJECTED]
+        return counts[SUCCESS] + errors, errors
+
+    def reported(self) -> State:
+        """The state the circuit reports: the force flags override the state machine."""
+        if self.config.force_open:
+            return FORCED_OPEN
+        if self.config.force_closed:
+            return FORCED_CLOSED
+        return self.state
+
+    def ticket_free(self) -> bool:
+        """Whether one more call may hold a ticket."""
+        return self.held < self.config.tickets
+
+    def decide(self) -> int:
+        """What a call arriving now gets: `ADMITTED`, a probe id, `SHORT_CIRCUITED` or `REJECTED_CALL`."""
+        if self.config.force_open:
+            return SHORT_CIRCUITED
+        if self.config.force_closed or self.state is CLOSED:
+            return ADMITTED if self.ticket_free() else REJECTED_CALL
+        if self.state is OPEN and self.now - self.opened_at < self.config.sleep:
+            return SHORT_CIRCUITED
+        if self.state is HALF_OPEN and self.probe_in_flight:
+            return SHORT_CIRCUITED
+        return self.probe_id + 1 if self.ticket_free() else REJECTED_CALL
+
+    # -- changes --
+
+    def count(self, slot: int) -> None:
+        """Count one event now."""
+        self.events.append((self.bucket(self.now), slot))
+
+    def move(self, new: State) -> None:
+        """Change the state underneath, recording the transition."""
+        if new is not self.state:
+            self.transitions.append((self.state, new))
+        self.state = new
+
+    def reopen(self) -> None:
+        """Open with a fresh sleep window; any probe counts as failed."""
+        self.move(OPEN)
+        self.opened_at = self.now
+        self.probe_in_flight = False
+
+    def evaluate(self) -> None:
+        """The trip rule, applied when an outcome is recorded."""
+        if self.state is not CLOSED or self.config.force_closed:
+            return
+        requests, errors = self.health(self.window())
+        if requests >= self.config.volume and rounded_percentage(errors, requests) >= self.config.threshold:
+            self.reopen()
+
+    def admit(self) -> int:
+        """A call arrives now: decide it and apply what that does."""
+        code = self.decide()
+        if code == ADMITTED or code > 0:
+            self.held += 1
+        if code > 0:
+            self.move(HALF_OPEN)
+            self.probe_in_flight = True
+            self.probe_id = code
+            self.probe_deadline = self.now + self.config.timeout
+        elif code == REJECTED_CALL:
+            self.count(REJECTED)
+            if self.config.force_closed or self.state is CLOSED:
+                self.evaluate()
+            elif self.state is OPEN:
+                self.opened_at = self.now  # the would-be probe failed: a fresh sleep window
+            else:
+                self.reopen()
+        elif code == SHORT_CIRCUITED:
+            self.count(SHORT_CIRCUIT)
+            stuck = self.state is HALF_OPEN and self.probe_in_flight and self.now > self.probe_deadline
+            if stuck and not self.config.force_open:
+                self.reopen()  # the probe outlived its timeout without reporting: it failed
+        return code
+
+    def complete(self, slot: int, probe: int) -> None:
+        """An admitted call ends with ``slot`` and gives its ticket back."""
+        self.held -= 1
+        self.count(slot)
+        if probe and probe == self.probe_id and self.probe_in_flight:
+            self.probe_in_flight = False
+            if slot == SUCCESS:
+                self.move(CLOSED)
+                self.events.clear()
+            elif slot != BAD_REQUEST:
+                self.reopen()
+            return
+        self.evaluate()
+
+    def configure(self, config: Config) -> None:
+        """New settings apply at once and keep the counts; a forced state change is reported."""
+        before = self.reported()
+        self.config = config
+        after = self.reported()
+        if after is not before:
+            self.transitions.append((before, after))
+
+
+class CircuitMachine(RuleBasedStateMachine):
+    """The real `Circuit` on a `FakeClock` and the `Model`, driven by the same steps."""
+
+    calls: Bundle[Call] = Bundle("calls")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.circuit: Circuit
+        self.clock: FakeClock
+        self.model: Model
+        self.window = 0.0
+        self.buckets = 0
+        self.transitions: list[Transition] = []
+
+    def emit(self, circuit: Circuit, old: State, new: State) -> None:
+        """Record a transition the circuit reports."""
+        self.transitions.append((old, new))
+
+    @initialize(geometry=st.sampled_from(GEOMETRIES), config=configs(), offset=st.integers(0, 7))
+    def create(self, geometry: tuple[float, int], config: Config, offset: int) -> None:
+        """A fresh circuit at a clock time that may or may not sit on a bucket boundary."""
+        self.window, self.buckets = geometry
+        now = START + offset * QUARTER
+        self.clock = FakeClock(now)
+        self.circuit = Circuit("model", resolve(config, *geometry), self.clock, self.emit)
+        self.model = Model(config, self.window, self.buckets, now)
+
+    # -- rules --
+
+    @rule(kind=STEPS, quarters=st.integers(0, 12))
+    def advance(self, kind: str, quarters: int) -> None:
+        """Move the clock: small steps, onto bucket boundaries, onto the sleep window's end and probe deadlines."""
+        model = self.model
+        width = self.window / self.buckets
+        small = quarters * QUARTER
+        step = {
+            "quarters": small,
+            "next-boundary": (math.floor(model.now / width) + 1) * width - model.now,
+            "bucket": width,
+            "sleep": model.config.sleep,
+            "sleep-end": model.opened_at + model.config.sleep - model.now,
+            "deadline": model.probe_deadline - model.now,
+            "past-deadline": model.probe_deadline - model.now + QUARTER,
+            "window": self.window,
+            "long": self.window + small,
+        }[kind]
+        if not 0 <= step < math.inf or (kind.endswith("deadline") and not model.probe_in_flight):
+            step = small  # the target is behind us, or there is none
+        self.clock.advance(step)
+        model.now += step
+        assert self.clock() == model.now
+
+    @rule(target=calls, path=PATHS)
+    def start(self, path: str) -> Call | MultipleResults[Call]:
+        """A call arrives and, if admitted, stays in flight holding its ticket."""
+        code = self.arrive(path)
+        return multiple() if code < 0 else Call(code)
+
+    def arrive(self, path: str) -> int:
+        """Admit a call by `Circuit.enter` (``go()``'s path) or by `try_enter`, else `admit` (the lock decides all)."""
+        now = self.clock()
+        if path == "enter":
+            code = self.circuit.enter(now)
+        else:
+            code = ADMITTED if self.circuit.try_enter() else self.circuit.admit(now)
+        expected = self.model.admit()
+        assert code == expected, f"admission: circuit {code}, model {expected}"
+        return code
+
+    @rule(call=consumes(calls), slot=OUTCOMES, hot=st.booleans())
+    def complete(self, call: Call, slot: int, hot: bool) -> None:
+        """An in-flight call ends; ordinary successes and failures may take the drivers' lock-free paths."""
+        self.finish(call, slot, hot)
+
+    @rule(batch=st.lists(st.tuples(PATHS, OUTCOMES, st.booleans()), min_size=1, max_size=4))
+    def burst(self, batch: list[tuple[str, int, bool]]) -> None:
+        """Whole calls at one instant with no query between them (queries read the lock-free counters)."""
+        for path, slot, hot in batch:
+            code = self.arrive(path)
+            if code >= 0:
+                self.finish(Call(code), slot, hot)
+
+    def finish(self, call: Call, slot: int, hot: bool) -> None:
+        """End ``call`` with ``slot``, in the circuit and in the model."""
+        now = self.clock()
+        if hot and not call.probe and slot == SUCCESS:
+            self.circuit.count_success(now)
+            self.circuit.give_back()
+        elif hot and not call.probe and slot == FAILURE:
+            self.circuit.fail(now)
+            self.circuit.give_back()
+        else:
+            self.circuit.complete(slot, call.probe, now)
+        self.model.complete(slot, call.probe)
+
+    @rule(config=configs())
+    def reconfigure(self, config: Config) -> None:
+        """Apply new thresholds, volume, sleep window, timeout, tickets and force flags at once."""
+        self.circuit.configure(resolve(config, self.window, self.buckets))
+        self.model.configure(config)
+
+    # -- invariants: checked after every step; every query is made twice, since queries change nothing --
+
+    @invariant()
+    def matches_model(self) -> None:
+        """State, statistics, admission and transitions all match the model."""
+        self.same_state()
+        self.same_statistics()
+        self.same_admission()
+        self.same_transitions()
+
+    def same_state(self) -> None:
+        """The reported state and is_open() match the model."""
+        for _ in range(2):
+            assert self.circuit.state is self.model.reported()
+            assert self.circuit.is_open() is (self.model.reported() in (OPEN, HALF_OPEN, FORCED_OPEN))
+
+    def same_statistics(self) -> None:
+        """Requests, errors, the rounded percentage, every count and the tickets held match the model."""
+        model = self.model
+        window = model.window()
+        requests, errors = model.health(window)
+        counts = {event.value: window.get(slot, 0) for slot, event in enumerate(EVENTS)}
+        for _ in range(2):
+            stats = self.circuit.statistics()
+            assert stats.state is model.reported()
+            assert (stats.requests, stats.errors) == (requests, errors)
+            assert stats.error_percentage == rounded_percentage(errors, requests)
+            assert dict(stats.counts) == counts
+            assert (stats.active, stats.abandoned) == (model.held, 0)
+            assert stats.max_concurrent_requests == model.config.tickets
+            assert self.circuit.active == model.held
+
+    def same_admission(self) -> None:
+        """allow_request() says whether the next call would be admitted (short of running it)."""
+        for _ in range(2):
+            assert self.circuit.allow_request() is (self.model.decide() >= 0)
+
+    def same_transitions(self) -> None:
+        """The circuit reported exactly the model's transitions, in order."""
+        assert self.transitions == self.model.transitions
+
+
+CircuitMachine.TestCase.settings = settings(
+    max_examples=200,
+    stateful_step_count=60,
+    deadline=None,
+    # No explain phase: on a failing run it replays the shrunk example hundreds of times (minutes, for a machine).
+    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
+    report_multiple_bugs=False,  # shrink one failure, not every distinct one: a failing run stays short
+    suppress_health_check=[HealthCheck.too_slow],
+)
+TestCircuitMatchesModel = CircuitMachine.TestCase
+
+
+# -- defects the model found, pinned as plain tests ----------------------------------------------------------------
+
+UNFORCED = Config(volume=1, threshold=50, sleep=5.0, timeout=1.0, tickets=3, force_open=False, force_closed=False)
+
+
+def make(config: Config) -> tuple[Circuit, FakeClock]:
+    """A circuit with ``config`` over a 10 s window of 10 buckets, and its clock."""
+    clock = FakeClock(START)
+    return Circuit("pinned", resolve(config, 10.0, 10), clock, lambda *_: None), clock
+
+
+@pytest.mark.parametrize(
+    ("tickets", "expected"), [(1, REJECTED_CALL), (math.inf, ADMITTED)], ids=["no-ticket", "unlimited"]
+)
+def test_force_closed_enter_admits_or_rejects_never_short_circuits(tickets: float, expected: int) -> None:
+    """Under force_closed, `Circuit.enter` (``go()``'s admission) goes by tickets alone, even over an open circuit."""
+    config = dataclasses.replace(UNFORCED, tickets=tickets)
+    circuit, clock = make(config)
+    circuit.complete(FAILURE, circuit.enter(clock()), clock())
+    assert circuit.state is OPEN
+    circuit.configure(resolve(dataclasses.replace(config, force_closed=True), 10.0, 10))
+    assert circuit.enter(clock()) == ADMITTED  # holds the only ticket (unlimited: the only free one in stock)
+    assert circuit.allow_request() is (expected == ADMITTED)
+    assert circuit.enter(clock()) == expected
+    assert circuit.statistics().counts["short-circuit"] == 0
+
+
+def test_stale_probe_outcome_recorded_while_closed_evaluates_health() -> None:
+    """A timed-out probe reporting after a later probe closed the circuit is an outcome like any other: it may trip."""
+    circuit, clock = make(UNFORCED)
+    circuit.complete(FAILURE, circuit.enter(clock()), clock())
+    clock.advance(5.0)
+    stale = circuit.enter(clock())
+    assert stale > 0
+    clock.advance(1.25)  # past the probe's 1 s timeout: the next call counts it failed and reopens
+    assert circuit.enter(clock()) == SHORT_CIRCUITED
+    assert circuit.state is OPEN
+    clock.advance(5.0)
+    probe = circuit.enter(clock())
+    assert probe > stale
+    circuit.complete(SUCCESS, probe, clock())
+    assert circuit.state is CLOSED
+    circuit.complete(TIMEOUT, stale, clock())  # 1 request, 1 error: the trip rule holds (volume 1, 50%)
+    stats = circuit.statistics()
+    assert (stats.requests, stats.errors, stats.error_percentage) == (1, 1, 100)
+    assert circuit.state is OPEN
+    assert not circuit.allow_request()
