@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ._api import (
+    circuits,
     configure,
     configure_command,
     configure_defaults,
@@ -12,27 +13,40 @@ from ._api import (
     get_circuit,
     get_settings,
     go,
+    on_state_change,
+    register_collector,
+    remove_state_listener,
     reset_defaults,
 )
 from ._circuit import Circuit, CircuitStatistics
 from ._decorator import command
 from ._errors import CircuitError, CircuitOpenError, CommandTimeoutError, FallbackError, MaxConcurrencyError
 from ._events import Event, State
+from ._latency import BOUNDS, PERCENTILES, Histogram, LatencyStatistics
+from ._metrics import CallResult, Collector, CollectorFactory
 from ._settings import UNSET, CommandConfig, Settings
 
 __all__ = [
+    "BOUNDS",
+    "PERCENTILES",
     "UNSET",
+    "CallResult",
     "Circuit",
     "CircuitError",
     "CircuitOpenError",
     "CircuitStatistics",
+    "Collector",
+    "CollectorFactory",
     "CommandConfig",
     "CommandTimeoutError",
     "Event",
     "FallbackError",
+    "Histogram",
+    "LatencyStatistics",
     "MaxConcurrencyError",
     "Settings",
     "State",
+    "circuits",
     "command",
     "configure",
     "configure_command",
@@ -43,6 +57,9 @@ __all__ = [
     "get_circuit",
     "get_settings",
     "go",
+    "on_state_change",
+    "register_collector",
+    "remove_state_listener",
     "reset_defaults",
 ]
 

@@ -19,6 +19,7 @@ import math
 import sys
 import types
 from collections.abc import Awaitable, Callable, Coroutine
+from itertools import count
 from typing import Any, ParamSpec, TypeVar, cast
 
 from . import _registry
@@ -35,6 +36,8 @@ from ._events import (
     State,
 )
 from ._execute import _EMPTY, _STALE, Args, Kwargs
+from ._latency import BOUNDS, bucket_of, record
+from ._observe import NotAwaitable, Watch
 from ._registry import check_callable, circuit_for
 
 __all__ = ["async_wrapper", "do_async"]
@@ -68,7 +71,7 @@ async def _hold(circuit: Circuit) -> bool:
 
 def _emit(circuit: Circuit, transition: tuple[State, State] | None) -> None:
     if transition is not None:
-        circuit._emit(circuit, *transition)
+        circuit._deliver()
 
 
 async def _admit(circuit: Circuit, now: float) -> int:
@@ -146,8 +149,10 @@ async def do_async(
         check_callable("run", name, run)
         check_callable("fallback", name, fallback, optional=True)
     circuit = circuit_for(name)[1]
+    if circuit.collectors:
+        return cast(T, await observed_async(circuit, run, (), _EMPTY, fallback))
     fn, args, kwargs = run, (), _EMPTY
-    # -- the async caller path: the same text in do_async() and async_wrapper(); tests/test_async.py checks it --
+    # -- the async caller path: one text in do_async(), async_wrapper() and call_here_async(); a test checks --
     clock = circuit.clock
     start = clock()
     probe = 0
@@ -177,7 +182,7 @@ async def do_async(
     try:
         awaitable = fn(*args, **kwargs)
         if awaitable.__class__ is not _Coroutine and not inspect.isawaitable(awaitable):
-            raise _NotAwaitable(awaitable)
+            raise NotAwaitable(awaitable)
         if timeout == math.inf:
             value = await awaitable
         elif _timeout is not None:
@@ -186,7 +191,7 @@ async def do_async(
                 value = await awaitable
         else:  # pragma: no cover - Python 3.10: no asyncio.timeout
             value = await asyncio.wait_for(awaitable, timeout)
-    except _NotAwaitable as bad:
+    except NotAwaitable as bad:
         await _withdraw(circuit, probe)
         raise TypeError(
             f"command {circuit.name!r}: run must return an awaitable for an async call, "
@@ -199,6 +204,8 @@ async def do_async(
         raise
     except Exception as error:
         end = clock()
+        if fallback is None or (circuit.ignored and isinstance(error, circuit.ignored)):
+            record(circuit._rolling.lat, end - start)  # no fallback runs: the run's duration is the call's
         if circuit.ignored and isinstance(error, circuit.ignored):
             await _finish(circuit, BAD_REQUEST, probe, end)
             raise
@@ -207,21 +214,26 @@ async def do_async(
             timeout_error = CommandTimeoutError(circuit.name, timeout)
             if not (deadline is not None and deadline.expired()):
                 timeout_error.__cause__ = error  # the run failed on its own, after its deadline
-            return cast(T, await _fall_back(circuit, timeout_error, args, kwargs, fallback))
+            return cast(T, await _fall_back_timed(circuit, timeout_error, args, kwargs, fallback, start, end))
         await _finish(circuit, FAILURE, probe, end)
-        return cast(T, await _fall_back(circuit, error, args, kwargs, fallback))
+        return cast(T, await _fall_back_timed(circuit, error, args, kwargs, fallback, start, end))
     except BaseException:
-        await _finish(circuit, FAILURE, probe, clock())
+        end = clock()
+        record(circuit._rolling.lat, end - start)
+        await _finish(circuit, FAILURE, probe, end)
         raise
     end = clock()
     if end - start > timeout:  # the run ignored its cancellation and returned late
         await _finish(circuit, TIMEOUT, probe, end)
         late = CommandTimeoutError(circuit.name, timeout)
-        return cast(T, await _fall_back(circuit, late, args, kwargs, fallback))
+        return cast(T, await _fall_back_timed(circuit, late, args, kwargs, fallback, start, end))
+    rolling = circuit._rolling
+    lat = rolling.lat  # the run's duration is the call's: `_latency.record`, inlined
+    i = bucket_of(BOUNDS, end - start)
+    next(lat.get(i) or lat.setdefault(i, count()))
     if probe:
         await _finish(circuit, SUCCESS, probe, end)
         return value
-    rolling = circuit._rolling
     if end < rolling.end and not circuit._watch:  # the lock-free success count, as in the sync driver
         next(rolling.success)
     else:
@@ -249,7 +261,9 @@ def async_wrapper(
         nonlocal circuit
         if not circuit.live:
             circuit = _registry._current.get_circuit(name)[0]
-        # -- the async caller path: the same text in do_async() and async_wrapper(); tests/test_async.py checks it --
+        if circuit.collectors:
+            return cast(T, await observed_async(circuit, fn, args, kwargs, fallback))
+        # -- the async caller path: one text in do_async(), async_wrapper() and call_here_async(); a test checks --
         clock = circuit.clock
         start = clock()
         probe = 0
@@ -279,7 +293,7 @@ def async_wrapper(
         try:
             awaitable = fn(*args, **kwargs)
             if awaitable.__class__ is not _Coroutine and not inspect.isawaitable(awaitable):
-                raise _NotAwaitable(awaitable)
+                raise NotAwaitable(awaitable)
             if timeout == math.inf:
                 value = await awaitable
             elif _timeout is not None:
@@ -288,7 +302,7 @@ def async_wrapper(
                     value = await awaitable
             else:  # pragma: no cover - Python 3.10: no asyncio.timeout
                 value = await asyncio.wait_for(awaitable, timeout)
-        except _NotAwaitable as bad:
+        except NotAwaitable as bad:
             await _withdraw(circuit, probe)
             raise TypeError(
                 f"command {circuit.name!r}: run must return an awaitable for an async call, "
@@ -301,6 +315,8 @@ def async_wrapper(
             raise
         except Exception as error:
             end = clock()
+            if fallback is None or (circuit.ignored and isinstance(error, circuit.ignored)):
+                record(circuit._rolling.lat, end - start)  # no fallback runs: the run's duration is the call's
             if circuit.ignored and isinstance(error, circuit.ignored):
                 await _finish(circuit, BAD_REQUEST, probe, end)
                 raise
@@ -309,21 +325,26 @@ def async_wrapper(
                 timeout_error = CommandTimeoutError(circuit.name, timeout)
                 if not (deadline is not None and deadline.expired()):
                     timeout_error.__cause__ = error  # the run failed on its own, after its deadline
-                return cast(T, await _fall_back(circuit, timeout_error, args, kwargs, fallback))
+                return cast(T, await _fall_back_timed(circuit, timeout_error, args, kwargs, fallback, start, end))
             await _finish(circuit, FAILURE, probe, end)
-            return cast(T, await _fall_back(circuit, error, args, kwargs, fallback))
+            return cast(T, await _fall_back_timed(circuit, error, args, kwargs, fallback, start, end))
         except BaseException:
-            await _finish(circuit, FAILURE, probe, clock())
+            end = clock()
+            record(circuit._rolling.lat, end - start)
+            await _finish(circuit, FAILURE, probe, end)
             raise
         end = clock()
         if end - start > timeout:  # the run ignored its cancellation and returned late
             await _finish(circuit, TIMEOUT, probe, end)
             late = CommandTimeoutError(circuit.name, timeout)
-            return cast(T, await _fall_back(circuit, late, args, kwargs, fallback))
+            return cast(T, await _fall_back_timed(circuit, late, args, kwargs, fallback, start, end))
+        rolling = circuit._rolling
+        lat = rolling.lat  # the run's duration is the call's: `_latency.record`, inlined
+        i = bucket_of(BOUNDS, end - start)
+        next(lat.get(i) or lat.setdefault(i, count()))
         if probe:
             await _finish(circuit, SUCCESS, probe, end)
             return value
-        rolling = circuit._rolling
         if end < rolling.end and not circuit._watch:  # the lock-free success count, as in the sync driver
             next(rolling.success)
         else:
@@ -338,9 +359,141 @@ def async_wrapper(
     return wrapper
 
 
-class _NotAwaitable(Exception):
-    def __init__(self, value: object) -> None:
-        self.value = value
+async def _fall_back_timed(
+    circuit: Circuit,
+    error: BaseException,
+    args: Args,
+    kwargs: Kwargs,
+    fallback: Callable[..., Any] | None,
+    start: float,
+    end: float,
+) -> Any:
+    """`_fall_back` after a run that took from ``start`` to ``end``: counts its duration, and the call's."""
+    latency = circuit._rolling.latency
+    if fallback is None:
+        record(latency.both, end - start)
+        return await _fall_back(circuit, error, args, kwargs, fallback)
+    record(latency.run, end - start)
+    try:
+        return await _fall_back(circuit, error, args, kwargs, fallback)
+    finally:
+        record(latency.total, circuit.clock() - start)
+
+
+async def observed_async(
+    circuit: Circuit, fn: Callable[..., Awaitable[Any]], args: Args, kwargs: Kwargs, fallback: Callable[..., Any] | None
+) -> Any:
+    """An async call with collectors to report it to (see `_observe`)."""
+    watch = Watch(circuit)
+    raised: BaseException | None = None
+    try:
+        return await call_here_async(
+            circuit, watch.run_async(fn), args, kwargs, watch.fallback_of(fallback, awaits=True)
+        )
+    except BaseException as error:
+        raised = error
+        raise
+    finally:
+        watch.report(raised)
+        del raised  # no frame -> traceback -> error cycle
+
+
+async def call_here_async(
+    circuit: Circuit, fn: Callable[..., Awaitable[T]], args: Args, kwargs: Kwargs, fallback: Callable[..., Any] | None
+) -> T:
+    """The async caller path as a coroutine function, for `observed_async`. The text of `do_async`'s."""
+    # -- the async caller path: one text in do_async(), async_wrapper() and call_here_async(); a test checks --
+    clock = circuit.clock
+    start = clock()
+    probe = 0
+    tokens = circuit._tokens
+    if circuit._gate:  # `Circuit.try_enter`, inlined
+        try:
+            tokens.pop()
+        except IndexError:
+            probe = await _admit(circuit, start)
+        else:
+            if not circuit._gate:  # opened as we took the ticket: let the lock decide
+                tokens.append(1)
+                probe = await _admit(circuit, start)
+    elif circuit.short_circuit(start):
+        probe = SHORT_CIRCUITED
+    else:
+        probe = await _admit(circuit, start)
+    if probe < 0:
+        refusal: CircuitOpenError | MaxConcurrencyError
+        if probe == SHORT_CIRCUITED:
+            refusal = CircuitOpenError(circuit.name)
+        else:
+            refusal = MaxConcurrencyError(circuit.name, circuit.settings.max_concurrent_requests)
+        return cast(T, await _fall_back(circuit, refusal, args, kwargs, fallback))
+    timeout = circuit.timeout
+    deadline = None
+    try:
+        awaitable = fn(*args, **kwargs)
+        if awaitable.__class__ is not _Coroutine and not inspect.isawaitable(awaitable):
+            raise NotAwaitable(awaitable)
+        if timeout == math.inf:
+            value = await awaitable
+        elif _timeout is not None:
+            deadline = _timeout(timeout)
+            async with deadline:
+                value = await awaitable
+        else:  # pragma: no cover - Python 3.10: no asyncio.timeout
+            value = await asyncio.wait_for(awaitable, timeout)
+    except NotAwaitable as bad:
+        await _withdraw(circuit, probe)
+        raise TypeError(
+            f"command {circuit.name!r}: run must return an awaitable for an async call, "
+            f"got {type(bad.value).__name__} {bad.value!r}"
+        ) from None
+    except asyncio.CancelledError:
+        # The caller was cancelled (or its own enclosing timeout fired): never swallowed, no fallback.
+        with contextlib.suppress(asyncio.CancelledError):  # cancelled again while recording: re-raise the first
+            await _finish(circuit, CANCELLED, probe, clock())
+        raise
+    except Exception as error:
+        end = clock()
+        if fallback is None or (circuit.ignored and isinstance(error, circuit.ignored)):
+            record(circuit._rolling.lat, end - start)  # no fallback runs: the run's duration is the call's
+        if circuit.ignored and isinstance(error, circuit.ignored):
+            await _finish(circuit, BAD_REQUEST, probe, end)
+            raise
+        if (deadline is not None and deadline.expired()) or end - start > timeout:
+            await _finish(circuit, TIMEOUT, probe, end)
+            timeout_error = CommandTimeoutError(circuit.name, timeout)
+            if not (deadline is not None and deadline.expired()):
+                timeout_error.__cause__ = error  # the run failed on its own, after its deadline
+            return cast(T, await _fall_back_timed(circuit, timeout_error, args, kwargs, fallback, start, end))
+        await _finish(circuit, FAILURE, probe, end)
+        return cast(T, await _fall_back_timed(circuit, error, args, kwargs, fallback, start, end))
+    except BaseException:
+        end = clock()
+        record(circuit._rolling.lat, end - start)
+        await _finish(circuit, FAILURE, probe, end)
+        raise
+    end = clock()
+    if end - start > timeout:  # the run ignored its cancellation and returned late
+        await _finish(circuit, TIMEOUT, probe, end)
+        late = CommandTimeoutError(circuit.name, timeout)
+        return cast(T, await _fall_back_timed(circuit, late, args, kwargs, fallback, start, end))
+    rolling = circuit._rolling
+    lat = rolling.lat  # the run's duration is the call's: `_latency.record`, inlined
+    i = bucket_of(BOUNDS, end - start)
+    next(lat.get(i) or lat.setdefault(i, count()))
+    if probe:
+        await _finish(circuit, SUCCESS, probe, end)
+        return value
+    if end < rolling.end and not circuit._watch:  # the lock-free success count, as in the sync driver
+        next(rolling.success)
+    else:
+        await _finish(circuit, SUCCESS, 0, end, ticket=False)
+    if circuit._debt:
+        await _finish_repay(circuit)
+    else:
+        tokens.append(1)
+    return value
+    # -- end of the async caller path --
 
 
 async def _finish(circuit: Circuit, slot: int, probe: int, now: float, *, ticket: bool = True) -> None:

@@ -10,10 +10,12 @@ from . import _registry
 from ._aexecute import do_async
 from ._circuit import Circuit
 from ._execute import do, start_in_thread
-from ._registry import check_callable, check_name, circuit_for
+from ._metrics import CollectorFactory
+from ._registry import Listener, check_callable, check_name, circuit_for
 from ._settings import CommandConfig, Settings
 
 __all__ = [
+    "circuits",
     "configure",
     "configure_command",
     "configure_defaults",
@@ -23,10 +25,15 @@ __all__ = [
     "get_circuit",
     "get_settings",
     "go",
+    "on_state_change",
+    "register_collector",
+    "remove_state_listener",
     "reset_defaults",
 ]
 
 T = TypeVar("T")
+L = TypeVar("L", bound=Listener)
+F = TypeVar("F", bound=CollectorFactory)
 
 _EMPTY: Mapping[str, object] = {}
 
@@ -96,3 +103,47 @@ def flush() -> None:
     Calls in flight finish on their old circuit; once they end, no thread of the library remains.
     """
     _registry._current.flush()
+
+
+def circuits() -> tuple[Circuit, ...]:
+    """Every circuit of the current registry, in the order they were created (a snapshot)."""
+    return tuple(_registry._current.circuits.values())
+
+
+def on_state_change(listener: L) -> L:
+    """Call ``listener(name, old_state, new_state)`` on every state change of every circuit.
+
+    Listeners run on the thread (or task) whose call changed the state, after the change and outside every lock
+    of the library, one change at a time and in the order the changes happened. An exception in a listener is
+    logged (logger ``breaker``) and never reaches the call. Usable as a decorator; returns ``listener``.
+
+    Raises:
+        TypeError: ``listener`` is not callable.
+    """
+    _registry._current.add_listener(listener)
+    return listener
+
+
+def remove_state_listener(listener: Listener) -> None:
+    """Stop calling ``listener`` (registered with `on_state_change`).
+
+    Raises:
+        ValueError: It is not registered.
+    """
+    _registry._current.remove_listener(listener)
+
+
+def register_collector(factory: F) -> F:
+    """Report every call to a collector: ``factory(name)`` is called once per command (for the commands that
+    exist now, and for each new one) and returns an object with ``update(result)`` and ``reset()``.
+
+    ``update`` gets a `CallResult` for each call, on the caller's thread (or task), after the outcome is fixed and
+    outside every lock; ``reset`` is called when `flush` drops the command's circuit. An exception in either (or
+    in the factory) is logged and skipped. Commands with collectors leave the inline fast path: a call costs a few
+    microseconds more. Returns ``factory``.
+
+    Raises:
+        TypeError: ``factory`` is not callable.
+    """
+    _registry._current.register_collector(factory)
+    return factory

@@ -2,7 +2,8 @@
 
 It does no I/O, never sleeps or waits, starts no threads and never calls user code. Drivers (`_execute`) call
 `admit` before a run and one of `complete` / `finish` / `time_out` after it; each is one short section under the
-circuit's lock. State changes are handed to the ``emit`` callback after the lock is released.
+circuit's lock. State changes are queued under the lock, in the order they happen, and handed to the ``emit``
+callback after the lock is released, one at a time and in that order (`_deliver`).
 
 The hot path. A call's ticket is a token popped from ``_tokens`` (``list.pop`` and ``list.append`` are atomic), so
 an ordinary admission takes no lock: the driver reads ``_gate``, pops a token and reads ``_gate`` again (the call
@@ -23,10 +24,11 @@ States (Netflix Hystrix's, with hystrix-go's defects fixed):
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Final, Protocol
 
@@ -41,6 +43,8 @@ from ._events import (
     TIMEOUT,
     State,
 )
+from ._latency import Histogram, LatencyStatistics, LatencyWindow
+from ._metrics import Collector
 from ._rolling import RollingCounter
 from ._settings import Settings
 
@@ -79,6 +83,15 @@ class CircuitStatistics:
         active: Tickets held: runs in progress, abandoned ones included.
         abandoned: Runs that timed out and are still running (thread isolation); each still holds its ticket.
         max_concurrent_requests: The ticket count.
+        peak_active: The most tickets seen held at once over the rolling window. Sampled, not exact: taken when
+            an outcome is recorded under the lock, when a call finds no ticket, and at each `statistics()`.
+        cumulative: Every event name mapped to its count since the circuit was created (monotonic).
+        latency_execute: Run durations over the latency window (calls that ran).
+        latency_total: Whole call durations over the latency window, fallback and thread hand-off included
+            (calls that ran).
+        run_durations: Run durations since creation, by histogram bucket.
+        total_durations: Whole call durations since creation, by histogram bucket.
+        settings: The settings the circuit runs with.
     """
 
     name: str
@@ -90,6 +103,13 @@ class CircuitStatistics:
     active: int
     abandoned: int
     max_concurrent_requests: float
+    peak_active: int
+    cumulative: Mapping[str, int]
+    latency_execute: LatencyStatistics
+    latency_total: LatencyStatistics
+    run_durations: Histogram
+    total_durations: Histogram
+    settings: Settings
 
 
 def error_budget(volume: int, threshold: float) -> int:
@@ -117,6 +137,7 @@ class Circuit:
 
     __slots__ = (
         "__weakref__",
+        "_courier",
         "_debt",
         "_emit",
         "_error_budget",
@@ -134,6 +155,7 @@ class Circuit:
         "_state",
         "_threshold",
         "_tokens",
+        "_transitions",
         "_trip_errors",
         "_trip_requests",
         "_unlimited",
@@ -141,6 +163,8 @@ class Circuit:
         "_watch",
         "abandoned",
         "clock",
+        "collectors",
+        "detour",
         "ignored",
         "isolation",
         "live",
@@ -171,7 +195,15 @@ class Circuit:
         self._debt = 0  # tickets to destroy as they come back, after max_concurrent_requests was lowered
         #: Runs that timed out and still hold their ticket.
         self.abandoned = 0
-        self._rolling = RollingCounter(settings.rolling_window, settings.rolling_buckets, clock())
+        now = clock()
+        latency = LatencyWindow(settings.latency_window, settings.latency_buckets, now)
+        self._rolling = RollingCounter(settings.rolling_window, settings.rolling_buckets, now, latency)
+        #: State changes not yet delivered, oldest first (appended under the lock), and the delivery token: one
+        #: item while nobody delivers (`_deliver`).
+        self._transitions: collections.deque[tuple[State, State]] = collections.deque()
+        self._courier: list[object] = [None]
+        #: What observes each call (`breaker.register_collector`); replaced whole, never mutated.
+        self.collectors: tuple[Collector, ...] = ()
         #: Could one more success trip the circuit (errors in the window, volume floor still ahead)? Only then
         #: does the lock-free success path take the lock to evaluate health.
         self._watch = False
@@ -191,6 +223,8 @@ class Circuit:
         self.ignored = settings.ignored_exceptions
         self.isolation = settings.isolation
         self.threaded = settings.isolation == "thread"
+        #: Whether a sync call leaves the inline caller path: thread isolation, or collectors to report to.
+        self.detour = self.threaded or bool(self.collectors)
         self._volume = settings.request_volume_threshold
         self._threshold = settings.error_percent_threshold
         self._sleep = settings.sleep_window
@@ -255,9 +289,15 @@ class Circuit:
     def statistics(self) -> CircuitStatistics:
         """A frozen snapshot of the circuit's state, counts and tickets."""
         now = self.clock()
-        with self._lock:  # a consistent snapshot across the counters and tickets
-            totals = self._rolling.totals_at(now)
+        with self._lock:  # a consistent snapshot across the counters, tickets and histograms
+            rolling = self._rolling
             active, abandoned = self.active, self.abandoned
+            rolling.observe(active, now)
+            totals = rolling.totals_at(now)
+            cumulative = rolling.cumulative()
+            peak = rolling.peak_at(now)
+            execute, total, run_durations, total_durations = rolling.latency.snapshot(now)
+            settings = self.settings
         errors = totals[FAILURE] + totals[TIMEOUT] + totals[REJECTED]
         requests = errors + totals[SUCCESS]
         return CircuitStatistics(
@@ -269,7 +309,14 @@ class Circuit:
             counts=MappingProxyType({event.value: totals[i] for i, event in enumerate(EVENTS)}),
             active=active,
             abandoned=abandoned,
-            max_concurrent_requests=self.settings.max_concurrent_requests,
+            max_concurrent_requests=settings.max_concurrent_requests,
+            peak_active=peak,
+            cumulative=MappingProxyType({event.value: cumulative[i] for i, event in enumerate(EVENTS)}),
+            latency_execute=execute,
+            latency_total=total,
+            run_durations=run_durations,
+            total_durations=total_durations,
+            settings=settings,
         )
 
     # -- admission ----------------------------------------------------------------------------------------------
@@ -307,7 +354,7 @@ class Circuit:
         with self._lock:  # the ticket, the state and the probe slot decide together
             code, transition = self._admit(now)
         if transition is not None:
-            self._emit(self, *transition)
+            self._deliver()
         return code
 
     def _take_ticket(self) -> bool:
@@ -328,6 +375,7 @@ class Circuit:
             if self._take_ticket():
                 return ADMITTED, None
             add(REJECTED, now)
+            self._rolling.observe(self.active, now)
             return REJECTED_CALL, self._check_health(now)
         if self._state is _OPEN:
             if now - self._opened_at < self._sleep:
@@ -338,6 +386,7 @@ class Circuit:
                 self._opened_at = now
                 return REJECTED_CALL, None
             self._state = _HALF_OPEN
+            self._transitions.append((_OPEN, _HALF_OPEN))
             return self._start_probe(now), (_OPEN, _HALF_OPEN)
         # HALF_OPEN
         if self._probe_in_flight:
@@ -375,7 +424,10 @@ class Circuit:
         self._opened_at = now
         self._probe_in_flight = False
         self._set_gate()
-        return (old, _OPEN) if old is not _OPEN else None
+        if old is _OPEN:
+            return None
+        self._transitions.append((old, _OPEN))
+        return (old, _OPEN)
 
     # -- outcomes -----------------------------------------------------------------------------------------------
 
@@ -416,7 +468,7 @@ class Circuit:
             self._add(SUCCESS, now)
             transition = self._check_health(now)
         if transition is not None:
-            self._emit(self, *transition)
+            self._deliver()
 
     def fail(self, now: float) -> None:
         """Count an ordinary (non-probe) failure; the caller gives its ticket back itself.
@@ -434,7 +486,7 @@ class Circuit:
             self._add(FAILURE, now)
             transition = self._check_health(now)
         if transition is not None:
-            self._emit(self, *transition)
+            self._deliver()
 
     def short_circuit(self, now: float) -> bool:
         """The lock-free refusal of a call to an open circuit: True if it was short-circuited (and counted).
@@ -461,7 +513,7 @@ class Circuit:
         with self._lock:  # health reads the totals and may change the state
             transition = self._check_health(now)
         if transition is not None:
-            self._emit(self, *transition)
+            self._deliver()
 
     def _check_health(self, now: float) -> tuple[State, State] | None:
         rolling = self._rolling
@@ -486,6 +538,7 @@ class Circuit:
     def _record(self, slot: int, probe: int, now: float) -> tuple[State, State] | None:
         """Count a run's primary outcome and apply it to the state machine. Call under the lock."""
         self._add(slot, now)
+        self._rolling.observe(self.active, now)
         if not probe:
             return self._check_health(now) if slot != CANCELLED else None
         if probe != self._probe_id or not self._probe_in_flight:
@@ -495,6 +548,7 @@ class Circuit:
             self._state = _CLOSED
             self._rolling.clear()
             self._set_gate()
+            self._transitions.append((_HALF_OPEN, _CLOSED))
             return (_HALF_OPEN, _CLOSED)
         if slot in (BAD_REQUEST, CANCELLED):
             return None  # neither good nor bad news: the next call probes
@@ -507,7 +561,7 @@ class Circuit:
         if ticket:
             self.give_back()
         if transition is not None:
-            self._emit(self, *transition)
+            self._deliver()
 
     def finish(self, attempt: Attempt, slot: int, now: float) -> bool:
         """A run on a worker ended with ``slot``: give back its ticket and, unless it timed out, record it.
@@ -528,7 +582,7 @@ class Circuit:
             with self._lock:  # the outcome and any state change land together
                 transition = self._record(slot, attempt.probe, now)
             if transition is not None:
-                self._emit(self, *transition)
+                self._deliver()
         self.give_back()
         return True
 
@@ -549,7 +603,7 @@ class Circuit:
             self.abandoned += 1
             transition = self._record(TIMEOUT, attempt.probe, now)
         if transition is not None:
-            self._emit(self, *transition)
+            self._deliver()
         return True
 
     def withdraw(self, attempt: Attempt) -> None:
@@ -579,9 +633,38 @@ class Circuit:
             old = self.settings
             if (old.rolling_window, old.rolling_buckets) != (settings.rolling_window, settings.rolling_buckets):
                 self._rolling = self._rolling.resized(settings.rolling_window, settings.rolling_buckets, now)
+            if (old.latency_window, old.latency_buckets) != (settings.latency_window, settings.latency_buckets):
+                latency = self._rolling.latency.resized(settings.latency_window, settings.latency_buckets, now)
+                self._rolling.use_latency(latency)
             self._apply(settings)
             # New thresholds: let the next success evaluate health (a configuration change never trips).
             self._watch = True
             after = self.state
-        if after is not before:
-            self._emit(self, before, after)
+            if after is not before:
+                self._transitions.append((before, after))
+        self._deliver()
+
+    def _deliver(self) -> None:
+        """Hand queued state changes to ``emit`` in order, outside every lock; one thread at a time does it.
+
+        Whoever pops the token delivers; a thread that finds it taken leaves its change to the holder, which looks
+        at the queue again after putting the token back (so nothing is left behind).
+        """
+        transitions, courier = self._transitions, self._courier
+        while transitions:
+            try:
+                courier.pop()  # atomic: the token
+            except IndexError:
+                return  # another thread is delivering: it will see ours
+            try:
+                while transitions:
+                    old, new = transitions.popleft()
+                    self._emit(self, old, new)
+            finally:
+                courier.append(None)
+
+    def set_collectors(self, collectors: Sequence[Collector]) -> None:
+        """Report every call from now on to ``collectors``."""
+        with self._lock:  # collectors and the detour flag change together
+            self.collectors = tuple(collectors)
+            self.detour = self.threaded or bool(self.collectors)

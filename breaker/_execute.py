@@ -12,12 +12,15 @@ import queue
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
+from itertools import count
 from typing import Any, Generic, ParamSpec, TypeVar, cast
 
 from . import _registry
 from ._circuit import SHORT_CIRCUITED, Circuit
 from ._errors import CircuitOpenError, CommandTimeoutError, FallbackError, MaxConcurrencyError
 from ._events import BAD_REQUEST, FAILURE, FALLBACK_FAILURE, FALLBACK_SUCCESS, SUCCESS, TIMEOUT
+from ._latency import BOUNDS, bucket_of, record
+from ._observe import Watch
 from ._registry import Registry, check_callable, circuit_for
 
 __all__ = ["call_in_thread", "do", "start_in_thread", "sync_wrapper"]
@@ -69,6 +72,27 @@ def refused(circuit: Circuit, code: int, args: Args, kwargs: Kwargs, fallback: F
     return fall_back(circuit, error, args, kwargs, fallback)
 
 
+def fall_back_timed(
+    circuit: Circuit,
+    error: BaseException,
+    args: Args,
+    kwargs: Kwargs,
+    fallback: Fallback[T] | None,
+    start: float,
+    end: float,
+) -> T:
+    """`fall_back` after a run that took from ``start`` to ``end``: counts its duration, and the call's."""
+    latency = circuit._rolling.latency
+    if fallback is None:
+        record(latency.both, end - start)
+        return fall_back(circuit, error, args, kwargs, fallback)
+    record(latency.run, end - start)
+    try:
+        return fall_back(circuit, error, args, kwargs, fallback)
+    finally:
+        record(latency.total, circuit.clock() - start)
+
+
 def do(name: str, run: Callable[[], T], fallback: Callable[[Exception], T] | None = None) -> T:
     """Call ``run()`` through the command ``name`` and wait for its outcome.
 
@@ -97,10 +121,10 @@ def do(name: str, run: Callable[[], T], fallback: Callable[[Exception], T] | Non
     circuit = registry.circuits.get(name) if name.__class__ is str else None
     if circuit is None:
         registry, circuit = circuit_for(name)
-    if circuit.threaded:
-        return call_in_thread(registry, circuit, run, (), _EMPTY, fallback)
+    if circuit.detour:
+        return detour(registry, circuit, run, (), _EMPTY, fallback)
     fn, args, kwargs = run, (), _EMPTY
-    # -- the caller path: the same text in do() and sync_wrapper(); tests/test_execute.py checks it --
+    # -- the caller path: the same text in do(), sync_wrapper() and call_here(); tests/test_execute.py checks it --
     clock = circuit.clock
     start = clock()
     probe = 0
@@ -126,18 +150,24 @@ def do(name: str, run: Callable[[], T], fallback: Callable[[Exception], T] | Non
         value = fn(*args, **kwargs)
     except Exception as error:
         end = clock()
+        rolling = circuit._rolling
+        if fallback is None:  # the run's duration is the call's: `_latency.record`, inlined
+            lat = rolling.lat
+            i = bucket_of(BOUNDS, end - start)
+            next(lat.get(i) or lat.setdefault(i, count()))
         if circuit.ignored and isinstance(error, circuit.ignored):
+            if fallback is not None:  # no fallback runs for a bad request
+                record(rolling.lat, end - start)
             circuit.complete(BAD_REQUEST, probe, end)
             raise
         if end - start > circuit.timeout:
             circuit.complete(TIMEOUT, probe, end)
             timeout_error = CommandTimeoutError(circuit.name, circuit.timeout)
             timeout_error.__cause__ = error
-            return fall_back(circuit, timeout_error, args, kwargs, fallback)
+            return fall_back_timed(circuit, timeout_error, args, kwargs, fallback, start, end)
         if probe:
             circuit.complete(FAILURE, probe, end)
         else:
-            rolling = circuit._rolling
             if end >= rolling.end:
                 circuit.fail(end)
             elif rolling.errors + next(rolling.failure) >= circuit._error_budget:  # `Circuit.fail`, inlined
@@ -148,18 +178,24 @@ def do(name: str, run: Callable[[], T], fallback: Callable[[Exception], T] | Non
                 tokens.append(1)
         if fallback is None:
             raise  # the run's own exception, unchanged
-        return fall_back(circuit, error, args, kwargs, fallback)
+        return fall_back_timed(circuit, error, args, kwargs, fallback, start, end)
     except BaseException:
-        circuit.complete(FAILURE, probe, clock())
+        end = clock()
+        record(circuit._rolling.lat, end - start)
+        circuit.complete(FAILURE, probe, end)
         raise
     end = clock()
     if end - start > circuit.timeout:
         circuit.complete(TIMEOUT, probe, end)
-        return fall_back(circuit, CommandTimeoutError(circuit.name, circuit.timeout), args, kwargs, fallback)
+        timeout_error = CommandTimeoutError(circuit.name, circuit.timeout)
+        return fall_back_timed(circuit, timeout_error, args, kwargs, fallback, start, end)
+    rolling = circuit._rolling
+    lat = rolling.lat  # the run's duration is the call's: `_latency.record`, inlined
+    i = bucket_of(BOUNDS, end - start)
+    next(lat.get(i) or lat.setdefault(i, count()))
     if probe:
         circuit.complete(SUCCESS, probe, end)
         return value
-    rolling = circuit._rolling
     if end < rolling.end:  # `Circuit.count_success`, inlined
         next(rolling.success)  # atomic: no lock
         if circuit._watch:
@@ -188,10 +224,10 @@ def sync_wrapper(name: str, fn: Callable[P, T], fallback: Fallback[T] | None) ->
         nonlocal circuit
         if not circuit.live:
             circuit = _registry._current.get_circuit(name)[0]
-        if circuit.threaded:
-            result: T = call_in_thread(_registry._current, circuit, fn, args, kwargs, fallback)
+        if circuit.detour:
+            result: T = detour(_registry._current, circuit, fn, args, kwargs, fallback)
             return result
-        # -- the caller path: the same text in do() and sync_wrapper(); tests/test_execute.py checks it --
+        # -- the caller path: the same text in do(), sync_wrapper() and call_here(); tests/test_execute.py checks it --
         clock = circuit.clock
         start = clock()
         probe = 0
@@ -217,18 +253,24 @@ def sync_wrapper(name: str, fn: Callable[P, T], fallback: Fallback[T] | None) ->
             value = fn(*args, **kwargs)
         except Exception as error:
             end = clock()
+            rolling = circuit._rolling
+            if fallback is None:  # the run's duration is the call's: `_latency.record`, inlined
+                lat = rolling.lat
+                i = bucket_of(BOUNDS, end - start)
+                next(lat.get(i) or lat.setdefault(i, count()))
             if circuit.ignored and isinstance(error, circuit.ignored):
+                if fallback is not None:  # no fallback runs for a bad request
+                    record(rolling.lat, end - start)
                 circuit.complete(BAD_REQUEST, probe, end)
                 raise
             if end - start > circuit.timeout:
                 circuit.complete(TIMEOUT, probe, end)
                 timeout_error = CommandTimeoutError(circuit.name, circuit.timeout)
                 timeout_error.__cause__ = error
-                return fall_back(circuit, timeout_error, args, kwargs, fallback)
+                return fall_back_timed(circuit, timeout_error, args, kwargs, fallback, start, end)
             if probe:
                 circuit.complete(FAILURE, probe, end)
             else:
-                rolling = circuit._rolling
                 if end >= rolling.end:
                     circuit.fail(end)
                 elif rolling.errors + next(rolling.failure) >= circuit._error_budget:  # `Circuit.fail`, inlined
@@ -239,18 +281,24 @@ def sync_wrapper(name: str, fn: Callable[P, T], fallback: Fallback[T] | None) ->
                     tokens.append(1)
             if fallback is None:
                 raise  # the run's own exception, unchanged
-            return fall_back(circuit, error, args, kwargs, fallback)
+            return fall_back_timed(circuit, error, args, kwargs, fallback, start, end)
         except BaseException:
-            circuit.complete(FAILURE, probe, clock())
+            end = clock()
+            record(circuit._rolling.lat, end - start)
+            circuit.complete(FAILURE, probe, end)
             raise
         end = clock()
         if end - start > circuit.timeout:
             circuit.complete(TIMEOUT, probe, end)
-            return fall_back(circuit, CommandTimeoutError(circuit.name, circuit.timeout), args, kwargs, fallback)
+            timeout_error = CommandTimeoutError(circuit.name, circuit.timeout)
+            return fall_back_timed(circuit, timeout_error, args, kwargs, fallback, start, end)
+        rolling = circuit._rolling
+        lat = rolling.lat  # the run's duration is the call's: `_latency.record`, inlined
+        i = bucket_of(BOUNDS, end - start)
+        next(lat.get(i) or lat.setdefault(i, count()))
         if probe:
             circuit.complete(SUCCESS, probe, end)
             return value
-        rolling = circuit._rolling
         if end < rolling.end:  # `Circuit.count_success`, inlined
             next(rolling.success)  # atomic: no lock
             if circuit._watch:
@@ -265,6 +313,116 @@ def sync_wrapper(name: str, fn: Callable[P, T], fallback: Fallback[T] | None) ->
         # -- end of the caller path --
 
     return wrapper
+
+
+def detour(
+    registry: Registry, circuit: Circuit, fn: Callable[..., T], args: Args, kwargs: Kwargs, fallback: Fallback[T] | None
+) -> T:
+    """A sync call off the inline caller path: thread isolation, or collectors to report it to."""
+    if not circuit.collectors:
+        return call_in_thread(registry, circuit, fn, args, kwargs, fallback)
+    watch = Watch(circuit)
+    raised: BaseException | None = None
+    try:
+        run: Callable[..., T] = watch.run(fn)
+        observed: Fallback[T] | None = watch.fallback_of(fallback)
+        if circuit.threaded:
+            return call_in_thread(registry, circuit, run, args, kwargs, observed)
+        return call_here(circuit, run, args, kwargs, observed)
+    except BaseException as error:
+        raised = error
+        raise
+    finally:
+        watch.report(raised)
+        del raised  # no frame -> traceback -> error cycle
+
+
+def call_here(circuit: Circuit, fn: Callable[..., T], args: Args, kwargs: Kwargs, fallback: Fallback[T] | None) -> T:
+    """Caller isolation, as a function: for calls that detour (`call_observed`). The text of `do`'s caller path."""
+    # -- the caller path: the same text in do(), sync_wrapper() and call_here(); tests/test_execute.py checks it --
+    clock = circuit.clock
+    start = clock()
+    probe = 0
+    tokens = circuit._tokens
+    if circuit._gate:
+        try:
+            tokens.pop()
+        except IndexError:
+            probe = circuit.admit(start)
+        else:
+            if not circuit._gate:  # opened as we took the ticket: let the lock decide
+                tokens.append(1)
+                probe = circuit.admit(start)
+    elif circuit.short_circuit(start):
+        if fallback is None:
+            raise CircuitOpenError(circuit.name)
+        return fall_back(circuit, CircuitOpenError(circuit.name), args, kwargs, fallback)
+    else:
+        probe = circuit.admit(start)
+    if probe < 0:
+        return refused(circuit, probe, args, kwargs, fallback)
+    try:
+        value = fn(*args, **kwargs)
+    except Exception as error:
+        end = clock()
+        rolling = circuit._rolling
+        if fallback is None:  # the run's duration is the call's: `_latency.record`, inlined
+            lat = rolling.lat
+            i = bucket_of(BOUNDS, end - start)
+            next(lat.get(i) or lat.setdefault(i, count()))
+        if circuit.ignored and isinstance(error, circuit.ignored):
+            if fallback is not None:  # no fallback runs for a bad request
+                record(rolling.lat, end - start)
+            circuit.complete(BAD_REQUEST, probe, end)
+            raise
+        if end - start > circuit.timeout:
+            circuit.complete(TIMEOUT, probe, end)
+            timeout_error = CommandTimeoutError(circuit.name, circuit.timeout)
+            timeout_error.__cause__ = error
+            return fall_back_timed(circuit, timeout_error, args, kwargs, fallback, start, end)
+        if probe:
+            circuit.complete(FAILURE, probe, end)
+        else:
+            if end >= rolling.end:
+                circuit.fail(end)
+            elif rolling.errors + next(rolling.failure) >= circuit._error_budget:  # `Circuit.fail`, inlined
+                circuit.check_health(end)
+            if circuit._debt:
+                circuit.give_back()
+            else:
+                tokens.append(1)
+        if fallback is None:
+            raise  # the run's own exception, unchanged
+        return fall_back_timed(circuit, error, args, kwargs, fallback, start, end)
+    except BaseException:
+        end = clock()
+        record(circuit._rolling.lat, end - start)
+        circuit.complete(FAILURE, probe, end)
+        raise
+    end = clock()
+    if end - start > circuit.timeout:
+        circuit.complete(TIMEOUT, probe, end)
+        timeout_error = CommandTimeoutError(circuit.name, circuit.timeout)
+        return fall_back_timed(circuit, timeout_error, args, kwargs, fallback, start, end)
+    rolling = circuit._rolling
+    lat = rolling.lat  # the run's duration is the call's: `_latency.record`, inlined
+    i = bucket_of(BOUNDS, end - start)
+    next(lat.get(i) or lat.setdefault(i, count()))
+    if probe:
+        circuit.complete(SUCCESS, probe, end)
+        return value
+    if end < rolling.end:  # `Circuit.count_success`, inlined
+        next(rolling.success)  # atomic: no lock
+        if circuit._watch:
+            circuit.check_health(end)
+    else:
+        circuit.count_success(end)
+    if circuit._debt:
+        circuit.give_back()
+    else:
+        tokens.append(1)
+    return value
+    # -- end of the caller path --
 
 
 class _Attempt(Generic[T]):  # Generic costs nothing per instance: it defines no __new__ or __init__
@@ -293,6 +451,8 @@ class _Attempt(Generic[T]):  # Generic costs nothing per instance: it defines no
         An ordinary success is `Circuit.finish` inlined: it is on the path the caller waits on.
         """
         circuit = self.circuit
+        clock = circuit.clock
+        begin = clock()
         try:
             self.value = self.fn(*self.args, **self.kwargs)
         except BaseException as error:
@@ -307,8 +467,9 @@ class _Attempt(Generic[T]):  # Generic costs nothing per instance: it defines no
                 except IndexError:
                     pass  # the timeout took it just now: finish() below sees that
                 else:
-                    now = circuit.clock()
+                    now = clock()
                     rolling = circuit._rolling
+                    record(rolling.latency.run, now - begin)
                     if now < rolling.end:
                         next(rolling.success)  # atomic: no lock
                         if circuit._watch:
@@ -320,7 +481,9 @@ class _Attempt(Generic[T]):  # Generic costs nothing per instance: it defines no
                     else:
                         circuit._tokens.append(1)
                     return self.done.put
-        if circuit.finish(self, slot, circuit.clock()):
+        now = clock()
+        record(circuit._rolling.latency.run, now - begin)
+        if circuit.finish(self, slot, now):
             return self.done.put
         self.error = None  # a late result: discarded
         return None
@@ -348,6 +511,7 @@ def call_in_thread(
     fallback: Fallback[T] | None,
 ) -> T:
     """Thread isolation: run on a worker and wait at most the timeout."""
+    start = circuit.clock()
     probe = 0
     if circuit._gate:  # `Circuit.try_enter`, inlined
         tokens = circuit._tokens
@@ -380,18 +544,24 @@ def call_in_thread(
         attempt.done.get(True, timeout if timeout <= _TIMEOUT_MAX else None)
     except queue.Empty:
         if circuit.time_out(attempt, circuit.clock()):
-            error = CommandTimeoutError(circuit.name, timeout)
-            return fall_back(circuit, error, args, kwargs, fallback)
+            try:
+                return fall_back(circuit, CommandTimeoutError(circuit.name, timeout), args, kwargs, fallback)
+            finally:
+                record(circuit._rolling.latency.total, circuit.clock() - start)
         attempt.done.get()  # the run finished as the wait ran out: its outcome stands and is counted
     if attempt.error is None:
+        record(circuit._rolling.latency.total, circuit.clock() - start)
         return attempt.value
-    return attempt.answer(args, kwargs, fallback)
+    try:
+        return attempt.answer(args, kwargs, fallback)
+    finally:
+        record(circuit._rolling.latency.total, circuit.clock() - start)
 
 
 class _FutureAttempt(_Attempt[T]):
     """A run started by `go()`: the worker or the timer resolves the future."""
 
-    __slots__ = ("fallback", "future", "registry", "timer_entry", "user_args", "user_kwargs")
+    __slots__ = ("fallback", "future", "registry", "start", "timer_entry", "user_args", "user_kwargs")
 
     def __init__(
         self,
@@ -402,8 +572,10 @@ class _FutureAttempt(_Attempt[T]):
         kwargs: Kwargs,
         probe: int,
         fallback: Fallback[T] | None,
+        start: float,
     ) -> None:
         super().__init__(circuit, fn, args, kwargs, probe)
+        self.start = start
         self.registry = registry
         self.user_args = args
         self.user_kwargs = kwargs
@@ -417,7 +589,7 @@ class _FutureAttempt(_Attempt[T]):
         if self.timer_entry is not None:
             self.registry.timer.cancel(self.timer_entry)
         if decided:
-            _resolve(self.future, self.answer, self.user_args, self.user_kwargs, self.fallback)
+            self._resolve(self.answer, self.user_args, self.user_kwargs, self.fallback)
 
     def expire(self) -> None:
         """On the timer thread: the timeout fired."""
@@ -433,7 +605,18 @@ class _FutureAttempt(_Attempt[T]):
 
     def answer_timeout(self) -> None:
         error = CommandTimeoutError(self.circuit.name, self.circuit.timeout)
-        _resolve(self.future, self._fall_back, error, self.user_args, self.user_kwargs, self.fallback)
+        self._resolve(self._fall_back, error, self.user_args, self.user_kwargs, self.fallback)
+
+    def _resolve(self, answer: Callable[..., T], *args: Any) -> None:
+        """Resolve the future with ``answer(*args)``, after counting the call's duration (go() to answer)."""
+        try:
+            value = answer(*args)
+        except BaseException as error:
+            record(self.circuit._rolling.latency.total, self.circuit.clock() - self.start)
+            self.future.set_exception(error)
+        else:
+            record(self.circuit._rolling.latency.total, self.circuit.clock() - self.start)
+            self.future.set_result(value)
 
     def _fall_back(self, error: BaseException, args: Args, kwargs: Kwargs, fallback: Fallback[T] | None) -> T:
         return fall_back(self.circuit, error, args, kwargs, fallback)
@@ -467,13 +650,14 @@ def start_in_thread(
         else:
             future.set_result(value)
         return future
-    probe = circuit.enter(circuit.clock())
+    start = circuit.clock()
+    probe = circuit.enter(start)
     if probe < 0:
         future = Future()
         future.set_running_or_notify_cancel()
         _resolve(future, refused, circuit, probe, args, kwargs, fallback)
         return future
-    attempt = _FutureAttempt(registry, circuit, fn, args, kwargs, probe, fallback)
+    attempt = _FutureAttempt(registry, circuit, fn, args, kwargs, probe, fallback, start)
     timeout = circuit.timeout
     if timeout <= _TIMEOUT_MAX:
         attempt.timer_entry = registry.timer.schedule(timeout, attempt.expire)

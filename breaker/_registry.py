@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 
 from ._circuit import Circuit, error_percentage
 from ._events import State
+from ._metrics import Collector, CollectorFactory
 from ._settings import BUILTIN, CommandConfig, Settings
 from ._workers import Timer, WorkerPool
 
@@ -22,6 +23,7 @@ __all__ = ["Registry", "current"]
 logger = logging.getLogger("breaker")
 
 Clock = Callable[[], float]
+Listener = Callable[[str, State, State], object]
 
 
 def check_name(name: object) -> str:
@@ -62,6 +64,10 @@ class Registry:
         self._settings: dict[str, Settings] = {}
         self.pool = WorkerPool()
         self.timer = Timer()
+        #: State-change listeners and collector factories; each tuple is replaced whole under the lock, so that
+        #: readers iterate a snapshot without it.
+        self.listeners: tuple[Listener, ...] = ()
+        self.collector_factories: tuple[CollectorFactory, ...] = ()
 
     def __repr__(self) -> str:
         return f"<Registry circuits={len(self.circuits)} {self.pool!r} {self.timer!r}>"
@@ -84,14 +90,46 @@ class Registry:
         if circuit is not None:
             return circuit, False
         check_name(name)
-        with self._lock:  # re-check: another thread may have created it since the lookup above
-            circuit = self.circuits.get(name)
-            if circuit is not None:
-                return circuit, False
-            circuit = Circuit(name, self.get_settings(name), self.clock, self.emit)
-            circuit.live = self is _current
-            self.circuits[name] = circuit
-            return circuit, True
+        while True:
+            factories = self.collector_factories
+            # User code, so not under the lock: made ahead, and dropped if another thread creates the circuit.
+            collectors = make_collectors(factories, name)
+            with self._lock:  # re-check: another thread may have created it since the lookup above
+                circuit = self.circuits.get(name)
+                if circuit is not None:
+                    return circuit, False
+                if factories is not self.collector_factories:
+                    continue  # a collector was registered meanwhile: make them again
+                circuit = Circuit(name, self.get_settings(name), self.clock, self.emit)
+                if collectors:
+                    circuit.set_collectors(collectors)
+                circuit.live = self is _current
+                self.circuits[name] = circuit
+                return circuit, True
+
+    def register_collector(self, factory: CollectorFactory) -> None:
+        check_callable("factory", "register_collector", factory)
+        with self._lock:  # circuits created from now on make this collector (see get_circuit)
+            self.collector_factories = (*self.collector_factories, factory)
+            existing = list(self.circuits.values())
+        for circuit in existing:  # user code: outside the lock
+            made = make_collectors((factory,), circuit.name)
+            if made:
+                circuit.set_collectors((*circuit.collectors, *made))
+
+    def add_listener(self, listener: Listener) -> None:
+        check_callable("listener", "on_state_change", listener)
+        with self._lock:  # one writer at a time: no registration is lost
+            self.listeners = (*self.listeners, listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        with self._lock:  # one writer at a time: no registration is lost
+            listeners = list(self.listeners)
+            try:
+                listeners.remove(listener)
+            except ValueError:
+                raise ValueError(f"{listener!r} is not a registered state-change listener") from None
+            self.listeners = tuple(listeners)
 
     def flush(self) -> None:
         """Drop every circuit and its metrics (settings stay) and stop idle threads."""
@@ -101,6 +139,12 @@ class Registry:
             circuit.live = False
         self.pool.stop_idle()
         self.timer.stop_idle()
+        for circuit in dropped.values():
+            for collector in circuit.collectors:
+                try:
+                    collector.reset()
+                except Exception:  # noqa: PERF203 - a collector's failure must not stop the flush
+                    logger.exception("collector %r of command %r failed to reset; skipped", collector, circuit.name)
 
     # -- configuration ----------------------------------------------------------------------------------------
 
@@ -160,6 +204,11 @@ class Registry:
             logger.info("circuit %r half-open: one probe call goes through", circuit.name)
         else:
             logger.info("circuit %r is %s (was %s)", circuit.name, new.value, old.value)
+        for listener in self.listeners:
+            try:
+                listener(circuit.name, old, new)
+            except Exception:  # noqa: PERF203 - a listener's failure must not reach the call that changed the state
+                logger.exception("state-change listener %r failed on %r (%s -> %s)", listener, circuit.name, old, new)
 
     # -- fork -------------------------------------------------------------------------------------------------
 
@@ -171,6 +220,17 @@ class Registry:
         self.circuits = {}
         self.pool.reinit_after_fork()
         self.timer.reinit_after_fork()
+
+
+def make_collectors(factories: tuple[CollectorFactory, ...], name: str) -> tuple[Collector, ...]:
+    """``factory(name)`` for each factory; one that raises is logged and skipped."""
+    collectors = []
+    for factory in factories:
+        try:
+            collectors.append(factory(name))
+        except Exception:  # noqa: PERF203 - a failing factory must not stop the command from working
+            logger.exception("collector factory %r failed for command %r; skipped", factory, name)
+    return tuple(collectors)
 
 
 _current = Registry()

@@ -5,6 +5,10 @@ counts them on `itertools.count` objects, whose ``next()`` is one atomic C call.
 ``next()`` again, minus the reads made before (`_read`), so reads are exact too; they happen only under the
 circuit's lock. Every other event is counted under the circuit's lock in plain lists.
 Running totals over the window are kept up to date as buckets expire, so the health check never sums the ring.
+Counts since creation cost nothing per call: a bucket's counts join ``_retired`` when it is reset.
+
+The counter also carries the circuit's `LatencyWindow`, whose time buckets turn over as the ring advances, so
+that the hot path needs no clock check of its own: it counts durations in ``lat``.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import itertools
 
 from ._events import FAILURE, N_EVENTS, REJECTED, SHORT_CIRCUIT, SUCCESS, TIMEOUT
+from ._latency import LatencyWindow
 
 __all__ = ["RollingCounter"]
 
@@ -36,6 +41,8 @@ class RollingCounter:
             the buckets before the current one (see `lock_free_total`).
         errors: failure + timeout + rejected over the window, except the current bucket's failures (see
             `error_total`).
+        latency: The circuit's latency window; it turns over with this ring (`advance`).
+        lat: ``latency.both``, the histogram the hot paths count durations in.
     """
 
     __slots__ = (
@@ -43,11 +50,15 @@ class RollingCounter:
         "_epoch",
         "_n",
         "_reads",
+        "_retired",
         "_tallies",
         "current",
         "end",
         "errors",
         "failure",
+        "lat",
+        "latency",
+        "peaks",
         "short",
         "success",
         "totals",
@@ -55,7 +66,7 @@ class RollingCounter:
         "window",
     )
 
-    def __init__(self, window: float, buckets: int, now: float) -> None:
+    def __init__(self, window: float, buckets: int, now: float, latency: LatencyWindow | None = None) -> None:
         self.window = window
         self.width = window / buckets
         self._n = buckets
@@ -67,6 +78,12 @@ class RollingCounter:
         self._reads: dict[int, list[int]] = {slot: [0] * buckets for slot in LOCK_FREE}
         self.totals = [0] * N_EVENTS
         self.errors = 0
+        #: The most tickets seen held at once, per bucket (`observe`).
+        self.peaks = [0] * buckets
+        #: Counts of buckets that were reset: with the ring's, the counts since creation.
+        self._retired = [0] * N_EVENTS
+        self.latency = latency = LatencyWindow(60.0, 6, now) if latency is None else latency
+        self.lat = latency.both
         self._set_epoch(int(now // self.width))
 
     def __repr__(self) -> str:
@@ -89,7 +106,11 @@ class RollingCounter:
         return value
 
     def _reset(self, i: int) -> None:
-        self._counts[i][:] = [0] * N_EVENTS  # in place: `current` may point at it
+        retired, counts = self._retired, self._counts[i]
+        for slot in range(N_EVENTS):
+            retired[slot] += self._read(slot, i) if slot in LOCK_FREE else counts[slot]
+        counts[:] = [0] * N_EVENTS  # in place: `current` may point at it
+        self.peaks[i] = 0
         for slot in LOCK_FREE:
             self._tallies[slot][i] = itertools.count()
             self._reads[slot][i] = 0
@@ -122,8 +143,40 @@ class RollingCounter:
             if slot in _ERRORS:
                 self.errors += 1
 
+    def observe(self, active: int, now: float) -> None:
+        """Note that ``active`` tickets were held at ``now``."""
+        if now >= self.end:
+            self.advance(now)
+        i = self._epoch % self._n
+        self.peaks[i] = max(self.peaks[i], active)
+
+    def peak_at(self, now: float) -> int:
+        """The most tickets seen held at once over the window at ``now``."""
+        oldest = int(now // self.width) - self._n + 1
+        return max(
+            (self.peaks[e % self._n] for e in range(max(oldest, self._epoch - self._n + 1), self._epoch + 1)),
+            default=0,
+        )
+
+    def use_latency(self, latency: LatencyWindow) -> None:
+        """Count durations in ``latency`` from now on."""
+        self.latency = latency
+        self.lat = latency.both
+
+    def cumulative(self) -> list[int]:
+        """The counts since creation: the reset buckets' and every bucket still in the ring."""
+        totals = list(self._retired)
+        for i, counts in enumerate(self._counts):
+            for slot in range(N_EVENTS):
+                totals[slot] += self._read(slot, i) if slot in LOCK_FREE else counts[slot]
+        return totals
+
     def advance(self, now: float) -> None:
         """Move the ring to the bucket of ``now``, dropping the buckets that leave the window."""
+        latency = self.latency
+        if now >= latency.end:
+            latency.advance(now)
+            self.lat = latency.both
         epoch = int(now // self.width)
         if epoch <= self._epoch:
             self.end = (self._epoch + 1) * self.width  # float rounding put ``now`` on the boundary
@@ -176,8 +229,9 @@ class RollingCounter:
 
     def resized(self, window: float, buckets: int, now: float) -> RollingCounter:
         """A counter of the new geometry holding the counts of this one that fall in its window."""
-        new = RollingCounter(window, buckets, now)
+        new = RollingCounter(window, buckets, now, self.latency)
         self.advance(now)
+        new._retired = self.cumulative()  # everything so far; the moved counts are taken off again below
         moved = [[0] * N_EVENTS for _ in range(new._n)]
         for k in range(self._n):
             e = self._epoch - k
@@ -194,6 +248,8 @@ class RollingCounter:
                     target[slot] += bucket[slot]
         current = new._epoch % new._n
         for j, bucket in enumerate(moved):
+            for slot in range(N_EVENTS):
+                new._retired[slot] -= bucket[slot]  # counted in the new ring (by `cumulative`): not retired
             for slot in LOCK_FREE:
                 new._tallies[slot][j] = itertools.count(bucket[slot])
                 if j == current:

@@ -53,6 +53,8 @@ class Settings:
     error_percent_threshold: float
     rolling_window: float
     rolling_buckets: int
+    latency_window: float
+    latency_buckets: int
     ignored_exceptions: tuple[type[BaseException], ...]
     force_open: bool
     force_closed: bool
@@ -64,6 +66,11 @@ class Settings:
                 f"rolling_window / rolling_buckets must be at least {_MIN_BUCKET} s per bucket, got "
                 f"{self.rolling_window!r} s / {self.rolling_buckets!r} buckets: use fewer buckets or a longer window"
             )
+        if self.latency_window / self.latency_buckets < _MIN_BUCKET:
+            raise ValueError(
+                f"latency_window / latency_buckets must be at least {_MIN_BUCKET} s per bucket, got "
+                f"{self.latency_window!r} s / {self.latency_buckets!r} buckets: use fewer buckets or a longer window"
+            )
 
 
 BUILTIN: Final = Settings(
@@ -74,6 +81,8 @@ BUILTIN: Final = Settings(
     error_percent_threshold=50,
     rolling_window=10.0,
     rolling_buckets=10,
+    latency_window=60.0,
+    latency_buckets=6,
     ignored_exceptions=(),
     force_open=False,
     force_closed=False,
@@ -95,6 +104,9 @@ class CommandConfig:
             this, in (0, 100]. Default 50.
         rolling_window: Seconds of history the health statistics cover. Default 10.0.
         rolling_buckets: How many buckets the rolling window is cut into. Default 10.
+        latency_window: Seconds of history the latency percentiles cover. Default 60.0.
+        latency_buckets: How many buckets the latency window is cut into (it moves on a bucket at a time).
+            Default 6.
         ignored_exceptions: Exception types that are the caller's fault (a bad request): re-raised, no fallback,
             never counted as a failure. Default ``()``.
         force_open: Short-circuit every call. Default False.
@@ -115,6 +127,8 @@ class CommandConfig:
     error_percent_threshold: float | UnsetType = UNSET
     rolling_window: Duration | UnsetType = UNSET
     rolling_buckets: int | UnsetType = UNSET
+    latency_window: Duration | UnsetType = UNSET
+    latency_buckets: int | UnsetType = UNSET
     ignored_exceptions: ExceptionTypes | UnsetType = UNSET
     force_open: bool | UnsetType = UNSET
     force_closed: bool | UnsetType = UNSET
@@ -122,7 +136,7 @@ class CommandConfig:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise through the back door, once, here
-        for field in ("timeout", "sleep_window", "rolling_window"):
+        for field in ("timeout", "sleep_window", "rolling_window", "latency_window"):
             value = getattr(self, field)
             if value is not UNSET:
                 set_(self, field, _duration(field, value, allow_inf=field == "timeout"))
@@ -134,6 +148,8 @@ class CommandConfig:
             _int("request_volume_threshold", self.request_volume_threshold, minimum=0)
         if self.rolling_buckets is not UNSET:
             _int("rolling_buckets", self.rolling_buckets, minimum=1)
+        if self.latency_buckets is not UNSET:
+            _int("latency_buckets", self.latency_buckets, minimum=1)
         if self.error_percent_threshold is not UNSET:
             value = _number("error_percent_threshold", self.error_percent_threshold)
             if not 0 < value <= 100:

@@ -75,10 +75,11 @@ def release() -> Iterator[threading.Event]:
 
 # fmt: off
 EXPECTED_ALL = [  # sorted
-    "Circuit", "CircuitError", "CircuitOpenError", "CircuitStatistics", "CommandConfig", "CommandTimeoutError",
-    "Event", "FallbackError", "MaxConcurrencyError", "Settings", "State", "UNSET",
-    "command", "configure", "configure_command", "configure_defaults", "do", "do_async", "flush",
-    "get_circuit", "get_settings", "go", "reset_defaults",
+    "BOUNDS", "CallResult", "Circuit", "CircuitError", "CircuitOpenError", "CircuitStatistics", "Collector",
+    "CollectorFactory", "CommandConfig", "CommandTimeoutError", "Event", "FallbackError", "Histogram",
+    "LatencyStatistics", "MaxConcurrencyError", "PERCENTILES", "Settings", "State", "UNSET", "circuits", "command",
+    "configure", "configure_command", "configure_defaults", "do", "do_async", "flush", "get_circuit", "get_settings",
+    "go", "on_state_change", "register_collector", "remove_state_listener", "reset_defaults",
 ]
 # fmt: on
 

@@ -649,7 +649,8 @@ def test_recording_while_a_thread_holds_the_lock_yields_to_the_loop() -> None:
 
 
 def test_async_caller_path_is_the_same_text_in_do_async_and_the_decorator() -> None:
-    """The async caller path is written out twice (do_async() and the async wrapper): keep it one text."""
+    """The async caller path is written out three times (do_async(), the async wrapper, call_here_async()): keep it
+    one text."""
     import textwrap
 
     from breaker import _aexecute
@@ -664,6 +665,7 @@ def test_async_caller_path_is_the_same_text_in_do_async_and_the_decorator() -> N
     do_path = caller_path(_aexecute.do_async)
     assert "fn(*args, **kwargs)" in do_path
     assert caller_path(_aexecute.async_wrapper) == do_path
+    assert caller_path(_aexecute.call_here_async) == do_path
 
 
 def test_configure_command_applies_at_once_to_async_callers() -> None:

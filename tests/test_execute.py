@@ -987,7 +987,8 @@ def test_non_callable_arguments_raise_type_error_before_anything_is_counted(call
 
 
 def test_caller_path_is_the_same_text_in_do_and_the_decorator() -> None:
-    """The caller path is written out twice (do() and the decorator's wrapper, to save a frame): keep it one text."""
+    """The caller path is written out three times (do(), the decorator's wrapper and call_here(), to save a frame):
+    keep it one text."""
     import textwrap
 
     from breaker import _execute
@@ -1002,3 +1003,4 @@ def test_caller_path_is_the_same_text_in_do_and_the_decorator() -> None:
     do_path = caller_path(_execute.do)
     assert "fn(*args, **kwargs)" in do_path
     assert caller_path(_execute.sync_wrapper) == do_path
+    assert caller_path(_execute.call_here) == do_path

@@ -86,6 +86,8 @@ def test_builtin_defaults() -> None:
         error_percent_threshold=50,
         rolling_window=10.0,
         rolling_buckets=10,
+        latency_window=60.0,
+        latency_buckets=6,
         ignored_exceptions=(),
         force_open=False,
         force_closed=False,

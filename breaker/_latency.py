@@ -1,0 +1,257 @@
+"""Latency: fixed-bucket histograms over a rolling window of time buckets, and since creation.
+
+A duration is counted in the histogram bucket `bucket_of` gives it: bucket ``i`` holds durations in
+``(BOUNDS[i - 1], BOUNDS[i]]`` seconds (bucket 0 from 0, the last one past ``BOUNDS[-1]``). The bounds are the
+E24 series plus 2.5 and 5 in every decade from 1 us to 100 s, so neighbouring bounds differ by at most 11% and the
+Prometheus default buckets are among them. Memory is one `itertools.count` per bucket in use per time bucket:
+it depends on how spread the durations are, never on how many calls there are.
+
+Counting is lock-free, as for the event counters (`_rolling`): a time bucket's histogram is a dict of
+`itertools.count` objects, created on first use with ``dict.setdefault`` (atomic) and bumped with ``next()``
+(atomic). Each time bucket keeps three histograms, so that the common case counts once:
+
+- ``both``: calls whose run took as long as the whole call (caller isolation, no fallback ran);
+- ``run``: run durations of the other calls (thread isolation, or a fallback ran);
+- ``total``: the whole duration of those calls, fallback and hand-off included.
+
+Execution latency is ``both + run``; total latency is ``both + total``. Calls that never ran (short-circuited or
+rejected) have no latency.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import itertools
+import math
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
+from typing import Final
+
+__all__ = ["BOUNDS", "PERCENTILES", "Histogram", "LatencyStatistics", "LatencyWindow", "bucket_of"]
+
+_E24: Final = (1.0, 1.1, 1.2, 1.3, 1.5, 1.6, 1.8, 2.0, 2.2, 2.4, 2.5, 2.7, 3.0, 3.3, 3.6, 3.9, 4.3, 4.7, 5.0, 5.1, 5.6)
+_E24_TAIL: Final = (6.2, 6.8, 7.5, 8.2, 9.1)
+#: Upper bounds of the histogram buckets, in seconds (exact decimal floats: 0.005 is the float 0.005).
+BOUNDS: Final[tuple[float, ...]] = (
+    *(float(f"{m}e{e}") for e in range(-6, 2) for m in (*_E24, *_E24_TAIL)),
+    100.0,
+)
+#: The percentiles reported, as Hystrix does.
+PERCENTILES: Final = (0.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 100.0)
+
+bucket_of: Final = bisect.bisect_left  # bucket_of(BOUNDS, seconds): the histogram bucket of a duration
+
+Counts = dict[int, "itertools.count[int]"]
+
+
+def _lower(i: int) -> float:
+    return BOUNDS[i - 1] if i else 0.0
+
+
+def _upper(i: int) -> float:
+    return BOUNDS[i] if i < len(BOUNDS) else math.inf
+
+
+def _middle(i: int) -> float:
+    upper = _upper(i)
+    return _lower(i) if upper == math.inf else (_lower(i) + upper) / 2
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LatencyStatistics:
+    """Latency percentiles over the latency window, in seconds.
+
+    Percentiles and the mean are read from histogram buckets, interpolating linearly within a bucket: each is
+    within that bucket's width of the exact figure (neighbouring bounds differ by at most 11%).
+
+    Attributes:
+        count: Durations counted in the window.
+        mean: Their mean (0.0 with none).
+        percentiles: Each of `PERCENTILES` (0, 25, 50, 75, 90, 95, 99, 99.5, 100) mapped to seconds (0.0 with
+            none). Index with an int or a float: ``percentiles[99]``.
+    """
+
+    count: int
+    mean: float
+    percentiles: Mapping[float, float]
+
+    def __repr__(self) -> str:
+        p = self.percentiles
+        return f"LatencyStatistics(count={self.count}, mean={self.mean:.6f}, p50={p[50]:.6f}, p99={p[99]:.6f})"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Histogram:
+    """Durations counted since the circuit was created, by bucket (for Prometheus).
+
+    Attributes:
+        buckets: ``(upper bound in seconds, count)`` for every bucket that holds a duration, in order; the last
+            bucket's bound can be ``math.inf``. Not cumulative.
+        count: Durations counted.
+        sum: Their sum in seconds, estimated from bucket midpoints (within 6% of the exact sum).
+    """
+
+    buckets: tuple[tuple[float, int], ...]
+    count: int
+    sum: float
+
+    def count_at_most(self, seconds: float) -> int:
+        """How many durations were at most ``seconds`` (exact when ``seconds`` is one of `BOUNDS`)."""
+        return sum(count for upper, count in self.buckets if upper <= seconds)
+
+
+EMPTY_LATENCY: Final = LatencyStatistics(0, 0.0, MappingProxyType(dict.fromkeys(PERCENTILES, 0.0)))
+
+
+def merge(parts: Iterable[Mapping[int, int]]) -> dict[int, int]:
+    merged: dict[int, int] = {}
+    for part in parts:
+        for i, n in part.items():
+            if n:
+                merged[i] = merged.get(i, 0) + n
+    return merged
+
+
+def latency_statistics(counts: Mapping[int, int]) -> LatencyStatistics:
+    """Percentiles and mean of the durations in ``counts`` (bucket index -> count)."""
+    items = sorted((i, n) for i, n in counts.items() if n > 0)
+    total = sum(n for _, n in items)
+    if not total:
+        return EMPTY_LATENCY
+    mean = sum(_middle(i) * n for i, n in items) / total
+    values: dict[float, float] = {}
+    for p in PERCENTILES:
+        target = p / 100 * total
+        seen = 0
+        for i, n in items:
+            if seen + n >= target:
+                lower, upper = _lower(i), _upper(i)
+                if upper == math.inf:
+                    values[p] = lower
+                else:
+                    values[p] = lower + (upper - lower) * max(0.0, target - seen) / n
+                break
+            seen += n
+    return LatencyStatistics(total, mean, MappingProxyType(values))
+
+
+def histogram(counts: Mapping[int, int]) -> Histogram:
+    items = sorted((i, n) for i, n in counts.items() if n > 0)
+    return Histogram(
+        buckets=tuple((_upper(i), n) for i, n in items),
+        count=sum(n for _, n in items),
+        sum=sum(_middle(i) * n for i, n in items),
+    )
+
+
+class _Slot:
+    """One time bucket's three histograms, and how often each counter was read (a read bumps it once)."""
+
+    __slots__ = ("both", "epoch", "reads", "run", "total")
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.both: Counts = {}
+        self.run: Counts = {}
+        self.total: Counts = {}
+        self.reads: tuple[dict[int, int], dict[int, int], dict[int, int]] = ({}, {}, {})
+
+    def read(self) -> tuple[dict[int, int], dict[int, int], dict[int, int]]:
+        """The counts of ``both``, ``run`` and ``total`` so far. Call under the owning circuit's lock."""
+        out = []
+        for counts, reads in zip((self.both, self.run, self.total), self.reads, strict=True):
+            values = {}
+            for i, counter in list(counts.items()):  # a copy: a writer may add a bucket meanwhile
+                done = reads.get(i, 0)
+                values[i] = next(counter) - done
+                reads[i] = done + 1
+            out.append(values)
+        return out[0], out[1], out[2]
+
+
+class LatencyWindow:
+    """Latency histograms over the last ``window`` seconds (``buckets`` time buckets), and since creation.
+
+    Every method must be called under the owning circuit's lock; the hot paths only bump counters in the dicts
+    ``both``, ``run`` and ``total`` (the current time bucket's), lock-free.
+    """
+
+    __slots__ = ("_n", "_retired", "_slots", "both", "end", "run", "total", "width", "window")
+
+    def __init__(self, window: float, buckets: int, now: float) -> None:
+        self.window = window
+        self.width = window / buckets
+        self._n = buckets
+        self._slots: list[_Slot | None] = [None] * buckets
+        #: Counts of time buckets that left the window: (both, run, total), for the since-creation histograms.
+        self._retired: tuple[dict[int, int], dict[int, int], dict[int, int]] = ({}, {}, {})
+        self._start(int(now // self.width))
+
+    def __repr__(self) -> str:
+        return f"<LatencyWindow window={self.window:g}s buckets={self._n}>"
+
+    def _start(self, epoch: int) -> None:
+        slot = _Slot(epoch)
+        old = self._slots[epoch % self._n]
+        if old is not None:
+            self._retire(old)
+        self._slots[epoch % self._n] = slot
+        self.both, self.run, self.total = slot.both, slot.run, slot.total
+        self.end = (epoch + 1) * self.width
+
+    def _retire(self, slot: _Slot) -> None:
+        for into, counts in zip(self._retired, slot.read(), strict=True):
+            for i, n in counts.items():
+                into[i] = into.get(i, 0) + n
+
+    def advance(self, now: float) -> None:
+        """Start the time bucket of ``now`` if it is past the current one."""
+        if now >= self.end:
+            epoch = int(now // self.width)
+            if epoch * self.width > now:  # float rounding: stay in the current bucket
+                self.end = now + self.width
+                return
+            self._start(epoch)
+
+    def retire_all(self) -> tuple[dict[int, int], dict[int, int], dict[int, int]]:
+        """Fold every time bucket into the since-creation counts (before this window is replaced)."""
+        for k, slot in enumerate(self._slots):
+            if slot is not None:
+                self._retire(slot)
+                self._slots[k] = None
+        return self._retired
+
+    def snapshot(self, now: float) -> tuple[LatencyStatistics, LatencyStatistics, Histogram, Histogram]:
+        """Execution and total latency over the window at ``now``, and the run and total histograms since
+        creation."""
+        oldest = int(now // self.width) - self._n + 1
+        window: list[tuple[dict[int, int], dict[int, int], dict[int, int]]] = []
+        held = []
+        for slot in self._slots:
+            if slot is None:
+                continue
+            counts = slot.read()
+            held.append(counts)
+            if slot.epoch >= oldest:
+                window.append(counts)
+        both = merge(c[0] for c in window)
+        execute = latency_statistics(merge((both, *(c[1] for c in window))))
+        total = latency_statistics(merge((both, *(c[2] for c in window))))
+        every_both = merge((self._retired[0], *(c[0] for c in held)))
+        run_since = histogram(merge((every_both, self._retired[1], *(c[1] for c in held))))
+        total_since = histogram(merge((every_both, self._retired[2], *(c[2] for c in held))))
+        return execute, total, run_since, total_since
+
+    def resized(self, window: float, buckets: int, now: float) -> LatencyWindow:
+        """A window of the new geometry: it starts empty, and keeps the since-creation counts."""
+        new = LatencyWindow(window, buckets, now)
+        for into, counts in zip(new._retired, self.retire_all(), strict=True):
+            into.update(counts)
+        return new
+
+
+def record(counts: Counts, seconds: float) -> None:
+    """Count one duration in ``counts`` (lock-free). The hot paths inline this."""
+    i = bucket_of(BOUNDS, seconds)
+    next(counts.get(i) or counts.setdefault(i, itertools.count()))
