@@ -19,7 +19,7 @@ import math
 import sys
 import types
 from collections.abc import Awaitable, Callable, Coroutine
-from itertools import count
+from math import trunc  # for a positive float, int() but faster (a plain function, not a type call)
 from typing import Any, ParamSpec, TypeVar, cast
 
 from . import _registry
@@ -36,7 +36,7 @@ from ._events import (
     State,
 )
 from ._execute import _EMPTY, _STALE, Args, Kwargs
-from ._latency import BOUNDS, bucket_of, record
+from ._latency import BOUNDS, FINE, FINE_SCALE, bucket_of, record
 from ._observe import NotAwaitable, Watch
 from ._registry import check_callable, circuit_for
 
@@ -205,7 +205,7 @@ async def do_async(
     except Exception as error:
         end = clock()
         if fallback is None or (circuit.ignored and isinstance(error, circuit.ignored)):
-            record(circuit._rolling.lat, end - start)  # no fallback runs: the run's duration is the call's
+            record(circuit._rolling.latency.both, end - start)  # no fallback runs: the run's duration is the call's
         if circuit.ignored and isinstance(error, circuit.ignored):
             await _finish(circuit, BAD_REQUEST, probe, end)
             raise
@@ -219,18 +219,22 @@ async def do_async(
         return cast(T, await _fall_back_timed(circuit, error, args, kwargs, fallback, start, end))
     except BaseException:
         end = clock()
-        record(circuit._rolling.lat, end - start)
+        record(circuit._rolling.latency.both, end - start)
         await _finish(circuit, FAILURE, probe, end)
         raise
     end = clock()
-    if end - start > timeout:  # the run ignored its cancellation and returned late
+    elapsed = end - start
+    if elapsed > timeout:  # the run ignored its cancellation and returned late
         await _finish(circuit, TIMEOUT, probe, end)
         late = CommandTimeoutError(circuit.name, timeout)
         return cast(T, await _fall_back_timed(circuit, late, args, kwargs, fallback, start, end))
     rolling = circuit._rolling
     lat = rolling.lat  # the run's duration is the call's: `_latency.record`, inlined
-    i = bucket_of(BOUNDS, end - start)
-    next(lat.get(i) or lat.setdefault(i, count()))
+    try:
+        i = FINE[trunc(elapsed * FINE_SCALE)]
+    except IndexError:  # 13 ms or more: search the bounds
+        i = bucket_of(BOUNDS, elapsed)
+    next(lat[i] or rolling.latency.counter(i))
     if probe:
         await _finish(circuit, SUCCESS, probe, end)
         return value
@@ -316,7 +320,7 @@ def async_wrapper(
         except Exception as error:
             end = clock()
             if fallback is None or (circuit.ignored and isinstance(error, circuit.ignored)):
-                record(circuit._rolling.lat, end - start)  # no fallback runs: the run's duration is the call's
+                record(circuit._rolling.latency.both, end - start)  # no fallback runs: the run's duration is the call's
             if circuit.ignored and isinstance(error, circuit.ignored):
                 await _finish(circuit, BAD_REQUEST, probe, end)
                 raise
@@ -330,18 +334,22 @@ def async_wrapper(
             return cast(T, await _fall_back_timed(circuit, error, args, kwargs, fallback, start, end))
         except BaseException:
             end = clock()
-            record(circuit._rolling.lat, end - start)
+            record(circuit._rolling.latency.both, end - start)
             await _finish(circuit, FAILURE, probe, end)
             raise
         end = clock()
-        if end - start > timeout:  # the run ignored its cancellation and returned late
+        elapsed = end - start
+        if elapsed > timeout:  # the run ignored its cancellation and returned late
             await _finish(circuit, TIMEOUT, probe, end)
             late = CommandTimeoutError(circuit.name, timeout)
             return cast(T, await _fall_back_timed(circuit, late, args, kwargs, fallback, start, end))
         rolling = circuit._rolling
         lat = rolling.lat  # the run's duration is the call's: `_latency.record`, inlined
-        i = bucket_of(BOUNDS, end - start)
-        next(lat.get(i) or lat.setdefault(i, count()))
+        try:
+            i = FINE[trunc(elapsed * FINE_SCALE)]
+        except IndexError:  # 13 ms or more: search the bounds
+            i = bucket_of(BOUNDS, elapsed)
+        next(lat[i] or rolling.latency.counter(i))
         if probe:
             await _finish(circuit, SUCCESS, probe, end)
             return value
@@ -455,7 +463,7 @@ async def call_here_async(
     except Exception as error:
         end = clock()
         if fallback is None or (circuit.ignored and isinstance(error, circuit.ignored)):
-            record(circuit._rolling.lat, end - start)  # no fallback runs: the run's duration is the call's
+            record(circuit._rolling.latency.both, end - start)  # no fallback runs: the run's duration is the call's
         if circuit.ignored and isinstance(error, circuit.ignored):
             await _finish(circuit, BAD_REQUEST, probe, end)
             raise
@@ -469,18 +477,22 @@ async def call_here_async(
         return cast(T, await _fall_back_timed(circuit, error, args, kwargs, fallback, start, end))
     except BaseException:
         end = clock()
-        record(circuit._rolling.lat, end - start)
+        record(circuit._rolling.latency.both, end - start)
         await _finish(circuit, FAILURE, probe, end)
         raise
     end = clock()
-    if end - start > timeout:  # the run ignored its cancellation and returned late
+    elapsed = end - start
+    if elapsed > timeout:  # the run ignored its cancellation and returned late
         await _finish(circuit, TIMEOUT, probe, end)
         late = CommandTimeoutError(circuit.name, timeout)
         return cast(T, await _fall_back_timed(circuit, late, args, kwargs, fallback, start, end))
     rolling = circuit._rolling
     lat = rolling.lat  # the run's duration is the call's: `_latency.record`, inlined
-    i = bucket_of(BOUNDS, end - start)
-    next(lat.get(i) or lat.setdefault(i, count()))
+    try:
+        i = FINE[trunc(elapsed * FINE_SCALE)]
+    except IndexError:  # 13 ms or more: search the bounds
+        i = bucket_of(BOUNDS, elapsed)
+    next(lat[i] or rolling.latency.counter(i))
     if probe:
         await _finish(circuit, SUCCESS, probe, end)
         return value

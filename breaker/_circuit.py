@@ -145,6 +145,7 @@ class Circuit:
         "_force_open",
         "_gate",
         "_issued",
+        "_live",
         "_lock",
         "_opened_at",
         "_probe_deadline",
@@ -166,8 +167,8 @@ class Circuit:
         "collectors",
         "detour",
         "ignored",
+        "inline",
         "isolation",
-        "live",
         "name",
         "settings",
         "threaded",
@@ -178,9 +179,8 @@ class Circuit:
         self.name = name
         self.clock = clock
         self._emit = emit
-        #: True while this circuit is the one its name resolves to (in the current registry, not flushed);
-        #: decorated functions cache their circuit and look it up again when this turns False.
-        self.live = False
+        self._live = False
+        self.inline = False
         # Guards state, counts, the ticket bookkeeping other than the token list itself, and the probe. Held only
         # for a few field updates: never across user code, I/O, a wait or the emit callback.
         self._lock = threading.Lock()
@@ -225,6 +225,8 @@ class Circuit:
         self.threaded = settings.isolation == "thread"
         #: Whether a sync call leaves the inline caller path: thread isolation, or collectors to report to.
         self.detour = self.threaded or bool(self.collectors)
+        #: live and not detour: the one flag a decorated sync function checks before its inline path.
+        self.inline = self._live and not self.detour
         self._volume = settings.request_volume_threshold
         self._threshold = settings.error_percent_threshold
         self._sleep = settings.sleep_window
@@ -252,6 +254,17 @@ class Circuit:
     def _set_gate(self) -> None:
         # The one flag the hot path reads: may a call be admitted on a ticket alone?
         self._gate = not self._force_open and (self._force_closed or self._state is _CLOSED)
+
+    @property
+    def live(self) -> bool:
+        """True while this circuit is the one its name resolves to (in the current registry, not flushed);
+        decorated functions cache their circuit and look it up again when this turns False."""
+        return self._live
+
+    @live.setter
+    def live(self, value: bool) -> None:
+        self._live = value
+        self.inline = value and not self.detour
 
     # -- queries: pure, they never change the circuit --------------------------------------------------------
 
@@ -668,3 +681,4 @@ class Circuit:
         with self._lock:  # collectors and the detour flag change together
             self.collectors = tuple(collectors)
             self.detour = self.threaded or bool(self.collectors)
+            self.inline = self._live and not self.detour

@@ -12,14 +12,14 @@ import queue
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
-from itertools import count
+from math import trunc  # for a positive float, int() but faster (a plain function, not a type call)
 from typing import Any, Generic, ParamSpec, TypeVar, cast
 
 from . import _registry
 from ._circuit import SHORT_CIRCUITED, Circuit
 from ._errors import CircuitOpenError, CommandTimeoutError, FallbackError, MaxConcurrencyError
 from ._events import BAD_REQUEST, FAILURE, FALLBACK_FAILURE, FALLBACK_SUCCESS, SUCCESS, TIMEOUT
-from ._latency import BOUNDS, bucket_of, record
+from ._latency import BOUNDS, FINE, FINE_SCALE, bucket_of, record
 from ._observe import Watch
 from ._registry import Registry, check_callable, circuit_for
 
@@ -37,7 +37,7 @@ _EMPTY: Mapping[str, Any] = {}
 
 
 class _Stale:
-    live = False
+    live = inline = False
 
 
 _STALE = cast(Circuit, _Stale())  # a cached circuit that is never live: the first call looks the name up
@@ -150,17 +150,21 @@ def do(name: str, run: Callable[[], T], fallback: Callable[[Exception], T] | Non
         value = fn(*args, **kwargs)
     except Exception as error:
         end = clock()
+        elapsed = end - start
         rolling = circuit._rolling
         if fallback is None:  # the run's duration is the call's: `_latency.record`, inlined
             lat = rolling.lat
-            i = bucket_of(BOUNDS, end - start)
-            next(lat.get(i) or lat.setdefault(i, count()))
+            try:
+                i = FINE[trunc(elapsed * FINE_SCALE)]
+            except IndexError:  # 13 ms or more: search the bounds
+                i = bucket_of(BOUNDS, elapsed)
+            next(lat[i] or rolling.latency.counter(i))
         if circuit.ignored and isinstance(error, circuit.ignored):
             if fallback is not None:  # no fallback runs for a bad request
-                record(rolling.lat, end - start)
+                record(rolling.latency.both, elapsed)
             circuit.complete(BAD_REQUEST, probe, end)
             raise
-        if end - start > circuit.timeout:
+        if elapsed > circuit.timeout:
             circuit.complete(TIMEOUT, probe, end)
             timeout_error = CommandTimeoutError(circuit.name, circuit.timeout)
             timeout_error.__cause__ = error
@@ -181,18 +185,22 @@ def do(name: str, run: Callable[[], T], fallback: Callable[[Exception], T] | Non
         return fall_back_timed(circuit, error, args, kwargs, fallback, start, end)
     except BaseException:
         end = clock()
-        record(circuit._rolling.lat, end - start)
+        record(circuit._rolling.latency.both, end - start)
         circuit.complete(FAILURE, probe, end)
         raise
     end = clock()
-    if end - start > circuit.timeout:
+    elapsed = end - start
+    if elapsed > circuit.timeout:
         circuit.complete(TIMEOUT, probe, end)
         timeout_error = CommandTimeoutError(circuit.name, circuit.timeout)
         return fall_back_timed(circuit, timeout_error, args, kwargs, fallback, start, end)
     rolling = circuit._rolling
     lat = rolling.lat  # the run's duration is the call's: `_latency.record`, inlined
-    i = bucket_of(BOUNDS, end - start)
-    next(lat.get(i) or lat.setdefault(i, count()))
+    try:
+        i = FINE[trunc(elapsed * FINE_SCALE)]
+    except IndexError:  # 13 ms or more: search the bounds
+        i = bucket_of(BOUNDS, elapsed)
+    next(lat[i] or rolling.latency.counter(i))
     if probe:
         circuit.complete(SUCCESS, probe, end)
         return value
@@ -222,11 +230,12 @@ def sync_wrapper(name: str, fn: Callable[P, T], fallback: Fallback[T] | None) ->
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
         nonlocal circuit
-        if not circuit.live:
-            circuit = _registry._current.get_circuit(name)[0]
-        if circuit.detour:
-            result: T = detour(_registry._current, circuit, fn, args, kwargs, fallback)
-            return result
+        if not circuit.inline:  # stale (flushed, or from another registry), or a call that detours
+            if not circuit.live:
+                circuit = _registry._current.get_circuit(name)[0]
+            if circuit.detour:
+                result: T = detour(_registry._current, circuit, fn, args, kwargs, fallback)
+                return result
         # -- the caller path: the same text in do(), sync_wrapper() and call_here(); tests/test_execute.py checks it --
         clock = circuit.clock
         start = clock()
@@ -253,17 +262,21 @@ def sync_wrapper(name: str, fn: Callable[P, T], fallback: Fallback[T] | None) ->
             value = fn(*args, **kwargs)
         except Exception as error:
             end = clock()
+            elapsed = end - start
             rolling = circuit._rolling
             if fallback is None:  # the run's duration is the call's: `_latency.record`, inlined
                 lat = rolling.lat
-                i = bucket_of(BOUNDS, end - start)
-                next(lat.get(i) or lat.setdefault(i, count()))
+                try:
+                    i = FINE[trunc(elapsed * FINE_SCALE)]
+                except IndexError:  # 13 ms or more: search the bounds
+                    i = bucket_of(BOUNDS, elapsed)
+                next(lat[i] or rolling.latency.counter(i))
             if circuit.ignored and isinstance(error, circuit.ignored):
                 if fallback is not None:  # no fallback runs for a bad request
-                    record(rolling.lat, end - start)
+                    record(rolling.latency.both, elapsed)
                 circuit.complete(BAD_REQUEST, probe, end)
                 raise
-            if end - start > circuit.timeout:
+            if elapsed > circuit.timeout:
                 circuit.complete(TIMEOUT, probe, end)
                 timeout_error = CommandTimeoutError(circuit.name, circuit.timeout)
                 timeout_error.__cause__ = error
@@ -284,18 +297,22 @@ def sync_wrapper(name: str, fn: Callable[P, T], fallback: Fallback[T] | None) ->
             return fall_back_timed(circuit, error, args, kwargs, fallback, start, end)
         except BaseException:
             end = clock()
-            record(circuit._rolling.lat, end - start)
+            record(circuit._rolling.latency.both, end - start)
             circuit.complete(FAILURE, probe, end)
             raise
         end = clock()
-        if end - start > circuit.timeout:
+        elapsed = end - start
+        if elapsed > circuit.timeout:
             circuit.complete(TIMEOUT, probe, end)
             timeout_error = CommandTimeoutError(circuit.name, circuit.timeout)
             return fall_back_timed(circuit, timeout_error, args, kwargs, fallback, start, end)
         rolling = circuit._rolling
         lat = rolling.lat  # the run's duration is the call's: `_latency.record`, inlined
-        i = bucket_of(BOUNDS, end - start)
-        next(lat.get(i) or lat.setdefault(i, count()))
+        try:
+            i = FINE[trunc(elapsed * FINE_SCALE)]
+        except IndexError:  # 13 ms or more: search the bounds
+            i = bucket_of(BOUNDS, elapsed)
+        next(lat[i] or rolling.latency.counter(i))
         if probe:
             circuit.complete(SUCCESS, probe, end)
             return value
@@ -365,17 +382,21 @@ def call_here(circuit: Circuit, fn: Callable[..., T], args: Args, kwargs: Kwargs
         value = fn(*args, **kwargs)
     except Exception as error:
         end = clock()
+        elapsed = end - start
         rolling = circuit._rolling
         if fallback is None:  # the run's duration is the call's: `_latency.record`, inlined
             lat = rolling.lat
-            i = bucket_of(BOUNDS, end - start)
-            next(lat.get(i) or lat.setdefault(i, count()))
+            try:
+                i = FINE[trunc(elapsed * FINE_SCALE)]
+            except IndexError:  # 13 ms or more: search the bounds
+                i = bucket_of(BOUNDS, elapsed)
+            next(lat[i] or rolling.latency.counter(i))
         if circuit.ignored and isinstance(error, circuit.ignored):
             if fallback is not None:  # no fallback runs for a bad request
-                record(rolling.lat, end - start)
+                record(rolling.latency.both, elapsed)
             circuit.complete(BAD_REQUEST, probe, end)
             raise
-        if end - start > circuit.timeout:
+        if elapsed > circuit.timeout:
             circuit.complete(TIMEOUT, probe, end)
             timeout_error = CommandTimeoutError(circuit.name, circuit.timeout)
             timeout_error.__cause__ = error
@@ -396,18 +417,22 @@ def call_here(circuit: Circuit, fn: Callable[..., T], args: Args, kwargs: Kwargs
         return fall_back_timed(circuit, error, args, kwargs, fallback, start, end)
     except BaseException:
         end = clock()
-        record(circuit._rolling.lat, end - start)
+        record(circuit._rolling.latency.both, end - start)
         circuit.complete(FAILURE, probe, end)
         raise
     end = clock()
-    if end - start > circuit.timeout:
+    elapsed = end - start
+    if elapsed > circuit.timeout:
         circuit.complete(TIMEOUT, probe, end)
         timeout_error = CommandTimeoutError(circuit.name, circuit.timeout)
         return fall_back_timed(circuit, timeout_error, args, kwargs, fallback, start, end)
     rolling = circuit._rolling
     lat = rolling.lat  # the run's duration is the call's: `_latency.record`, inlined
-    i = bucket_of(BOUNDS, end - start)
-    next(lat.get(i) or lat.setdefault(i, count()))
+    try:
+        i = FINE[trunc(elapsed * FINE_SCALE)]
+    except IndexError:  # 13 ms or more: search the bounds
+        i = bucket_of(BOUNDS, elapsed)
+    next(lat[i] or rolling.latency.counter(i))
     if probe:
         circuit.complete(SUCCESS, probe, end)
         return value

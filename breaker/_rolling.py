@@ -42,7 +42,8 @@ class RollingCounter:
         errors: failure + timeout + rejected over the window, except the current bucket's failures (see
             `error_total`).
         latency: The circuit's latency window; it turns over with this ring (`advance`).
-        lat: ``latency.both``, the histogram the hot paths count durations in.
+        lat: ``latency.fast``, the histogram the hot paths count durations in: ``next(lat[i] or
+            latency.counter(i))`` counts one in bucket ``i``.
     """
 
     __slots__ = (
@@ -83,7 +84,7 @@ class RollingCounter:
         #: Counts of buckets that were reset: with the ring's, the counts since creation.
         self._retired = [0] * N_EVENTS
         self.latency = latency = LatencyWindow(60.0, 6, now) if latency is None else latency
-        self.lat = latency.both
+        self.lat = latency.fast
         self._set_epoch(int(now // self.width))
 
     def __repr__(self) -> str:
@@ -161,7 +162,7 @@ class RollingCounter:
     def use_latency(self, latency: LatencyWindow) -> None:
         """Count durations in ``latency`` from now on."""
         self.latency = latency
-        self.lat = latency.both
+        self.lat = latency.fast
 
     def cumulative(self) -> list[int]:
         """The counts since creation: the reset buckets' and every bucket still in the ring."""
@@ -176,7 +177,7 @@ class RollingCounter:
         latency = self.latency
         if now >= latency.end:
             latency.advance(now)
-            self.lat = latency.both
+            self.lat = latency.fast
         epoch = int(now // self.width)
         if epoch <= self._epoch:
             self.end = (self._epoch + 1) * self.width  # float rounding put ``now`` on the boundary
