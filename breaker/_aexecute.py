@@ -19,7 +19,7 @@ import math
 import sys
 import types
 from collections.abc import Awaitable, Callable, Coroutine
-from math import trunc  # for a positive float, int() but faster (a plain function, not a type call)
+from math import trunc  # for a positive float, int() but cheaper: a plain function, not a type call
 from typing import Any, ParamSpec, TypeVar, cast
 
 from . import _registry
@@ -36,7 +36,7 @@ from ._events import (
     State,
 )
 from ._execute import _EMPTY, _STALE, Args, Kwargs
-from ._latency import BOUNDS, FINE, FINE_SCALE, bucket_of, record
+from ._latency import BOUNDS, FINE, FINE_SCALE, LOWER, bucket_of, record
 from ._observe import NotAwaitable, Watch
 from ._registry import check_callable, circuit_for
 
@@ -204,10 +204,9 @@ async def do_async(
         raise
     except Exception as error:
         end = clock()
-        if fallback is None or (circuit.ignored and isinstance(error, circuit.ignored)):
-            record(circuit._rolling.latency.both, end - start)  # no fallback runs: the run's duration is the call's
         if circuit.ignored and isinstance(error, circuit.ignored):
             await _finish(circuit, BAD_REQUEST, probe, end)
+            record(circuit._rolling.latency.both, end - start)  # no fallback runs for a bad request
             raise
         if (deadline is not None and deadline.expired()) or end - start > timeout:
             await _finish(circuit, TIMEOUT, probe, end)
@@ -219,8 +218,8 @@ async def do_async(
         return cast(T, await _fall_back_timed(circuit, error, args, kwargs, fallback, start, end))
     except BaseException:
         end = clock()
-        record(circuit._rolling.latency.both, end - start)
         await _finish(circuit, FAILURE, probe, end)
+        record(circuit._rolling.latency.both, end - start)
         raise
     end = clock()
     elapsed = end - start
@@ -229,19 +228,23 @@ async def do_async(
         late = CommandTimeoutError(circuit.name, timeout)
         return cast(T, await _fall_back_timed(circuit, late, args, kwargs, fallback, start, end))
     rolling = circuit._rolling
+    if probe:
+        await _finish(circuit, SUCCESS, probe, end)
+    elif end < rolling.end and not circuit._watch:  # the lock-free success count, as in the sync driver
+        next(rolling.success)
+    else:
+        await _finish(circuit, SUCCESS, 0, end, ticket=False)
+    # After counting, which turns the window over if due: the duration then lands in the current bucket.
     lat = rolling.lat  # the run's duration is the call's: `_latency.record`, inlined
     try:
         i = FINE[trunc(elapsed * FINE_SCALE)]
+        if elapsed <= LOWER[i]:  # on a step's edge: `_latency.FINE`
+            i -= 1
     except IndexError:  # 13 ms or more: search the bounds
         i = bucket_of(BOUNDS, elapsed)
     next(lat[i] or rolling.latency.counter(i))
     if probe:
-        await _finish(circuit, SUCCESS, probe, end)
         return value
-    if end < rolling.end and not circuit._watch:  # the lock-free success count, as in the sync driver
-        next(rolling.success)
-    else:
-        await _finish(circuit, SUCCESS, 0, end, ticket=False)
     if circuit._debt:
         await _finish_repay(circuit)
     else:
@@ -319,10 +322,9 @@ def async_wrapper(
             raise
         except Exception as error:
             end = clock()
-            if fallback is None or (circuit.ignored and isinstance(error, circuit.ignored)):
-                record(circuit._rolling.latency.both, end - start)  # no fallback runs: the run's duration is the call's
             if circuit.ignored and isinstance(error, circuit.ignored):
                 await _finish(circuit, BAD_REQUEST, probe, end)
+                record(circuit._rolling.latency.both, end - start)  # no fallback runs for a bad request
                 raise
             if (deadline is not None and deadline.expired()) or end - start > timeout:
                 await _finish(circuit, TIMEOUT, probe, end)
@@ -334,8 +336,8 @@ def async_wrapper(
             return cast(T, await _fall_back_timed(circuit, error, args, kwargs, fallback, start, end))
         except BaseException:
             end = clock()
-            record(circuit._rolling.latency.both, end - start)
             await _finish(circuit, FAILURE, probe, end)
+            record(circuit._rolling.latency.both, end - start)
             raise
         end = clock()
         elapsed = end - start
@@ -344,19 +346,23 @@ def async_wrapper(
             late = CommandTimeoutError(circuit.name, timeout)
             return cast(T, await _fall_back_timed(circuit, late, args, kwargs, fallback, start, end))
         rolling = circuit._rolling
+        if probe:
+            await _finish(circuit, SUCCESS, probe, end)
+        elif end < rolling.end and not circuit._watch:  # the lock-free success count, as in the sync driver
+            next(rolling.success)
+        else:
+            await _finish(circuit, SUCCESS, 0, end, ticket=False)
+        # After counting, which turns the window over if due: the duration then lands in the current bucket.
         lat = rolling.lat  # the run's duration is the call's: `_latency.record`, inlined
         try:
             i = FINE[trunc(elapsed * FINE_SCALE)]
+            if elapsed <= LOWER[i]:  # on a step's edge: `_latency.FINE`
+                i -= 1
         except IndexError:  # 13 ms or more: search the bounds
             i = bucket_of(BOUNDS, elapsed)
         next(lat[i] or rolling.latency.counter(i))
         if probe:
-            await _finish(circuit, SUCCESS, probe, end)
             return value
-        if end < rolling.end and not circuit._watch:  # the lock-free success count, as in the sync driver
-            next(rolling.success)
-        else:
-            await _finish(circuit, SUCCESS, 0, end, ticket=False)
         if circuit._debt:
             await _finish_repay(circuit)
         else:
@@ -384,8 +390,8 @@ async def _fall_back_timed(
     record(latency.run, end - start)
     try:
         return await _fall_back(circuit, error, args, kwargs, fallback)
-    finally:
-        record(latency.total, circuit.clock() - start)
+    finally:  # the latency window now: the fallback may have reconfigured it
+        record(circuit._rolling.latency.total, circuit.clock() - start)
 
 
 async def observed_async(
@@ -462,10 +468,9 @@ async def call_here_async(
         raise
     except Exception as error:
         end = clock()
-        if fallback is None or (circuit.ignored and isinstance(error, circuit.ignored)):
-            record(circuit._rolling.latency.both, end - start)  # no fallback runs: the run's duration is the call's
         if circuit.ignored and isinstance(error, circuit.ignored):
             await _finish(circuit, BAD_REQUEST, probe, end)
+            record(circuit._rolling.latency.both, end - start)  # no fallback runs for a bad request
             raise
         if (deadline is not None and deadline.expired()) or end - start > timeout:
             await _finish(circuit, TIMEOUT, probe, end)
@@ -477,8 +482,8 @@ async def call_here_async(
         return cast(T, await _fall_back_timed(circuit, error, args, kwargs, fallback, start, end))
     except BaseException:
         end = clock()
-        record(circuit._rolling.latency.both, end - start)
         await _finish(circuit, FAILURE, probe, end)
+        record(circuit._rolling.latency.both, end - start)
         raise
     end = clock()
     elapsed = end - start
@@ -487,19 +492,23 @@ async def call_here_async(
         late = CommandTimeoutError(circuit.name, timeout)
         return cast(T, await _fall_back_timed(circuit, late, args, kwargs, fallback, start, end))
     rolling = circuit._rolling
+    if probe:
+        await _finish(circuit, SUCCESS, probe, end)
+    elif end < rolling.end and not circuit._watch:  # the lock-free success count, as in the sync driver
+        next(rolling.success)
+    else:
+        await _finish(circuit, SUCCESS, 0, end, ticket=False)
+    # After counting, which turns the window over if due: the duration then lands in the current bucket.
     lat = rolling.lat  # the run's duration is the call's: `_latency.record`, inlined
     try:
         i = FINE[trunc(elapsed * FINE_SCALE)]
+        if elapsed <= LOWER[i]:  # on a step's edge: `_latency.FINE`
+            i -= 1
     except IndexError:  # 13 ms or more: search the bounds
         i = bucket_of(BOUNDS, elapsed)
     next(lat[i] or rolling.latency.counter(i))
     if probe:
-        await _finish(circuit, SUCCESS, probe, end)
         return value
-    if end < rolling.end and not circuit._watch:  # the lock-free success count, as in the sync driver
-        next(rolling.success)
-    else:
-        await _finish(circuit, SUCCESS, 0, end, ticket=False)
     if circuit._debt:
         await _finish_repay(circuit)
     else:

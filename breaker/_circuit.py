@@ -399,7 +399,7 @@ class Circuit:
                 self._opened_at = now
                 return REJECTED_CALL, None
             self._state = _HALF_OPEN
-            self._transitions.append((_OPEN, _HALF_OPEN))
+            self._note(_OPEN, _HALF_OPEN)
             return self._start_probe(now), (_OPEN, _HALF_OPEN)
         # HALF_OPEN
         if self._probe_in_flight:
@@ -422,6 +422,12 @@ class Circuit:
             self._watch = True  # conservative: the next success evaluates health exactly and resets it
         rolling.add(slot, now)
 
+    def _note(self, old: State, new: State) -> None:
+        """Queue a change of the state machine for delivery, unless a forced state hides it (the visible state does
+        not change then; `configure` reports the change when the force is lifted)."""
+        if not (self._force_open or self._force_closed):
+            self._transitions.append((old, new))
+
     def _start_probe(self, now: float) -> int:
         self._probe_in_flight = True
         self._probe_id += 1
@@ -439,7 +445,7 @@ class Circuit:
         self._set_gate()
         if old is _OPEN:
             return None
-        self._transitions.append((old, _OPEN))
+        self._note(old, _OPEN)
         return (old, _OPEN)
 
     # -- outcomes -----------------------------------------------------------------------------------------------
@@ -561,7 +567,7 @@ class Circuit:
             self._state = _CLOSED
             self._rolling.clear()
             self._set_gate()
-            self._transitions.append((_HALF_OPEN, _CLOSED))
+            self._note(_HALF_OPEN, _CLOSED)
             return (_HALF_OPEN, _CLOSED)
         if slot in (BAD_REQUEST, CANCELLED):
             return None  # neither good nor bad news: the next call probes

@@ -12,14 +12,14 @@ import queue
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
-from math import trunc  # for a positive float, int() but faster (a plain function, not a type call)
+from math import trunc  # for a positive float, int() but cheaper: a plain function, not a type call
 from typing import Any, Generic, ParamSpec, TypeVar, cast
 
 from . import _registry
 from ._circuit import SHORT_CIRCUITED, Circuit
 from ._errors import CircuitOpenError, CommandTimeoutError, FallbackError, MaxConcurrencyError
 from ._events import BAD_REQUEST, FAILURE, FALLBACK_FAILURE, FALLBACK_SUCCESS, SUCCESS, TIMEOUT
-from ._latency import BOUNDS, FINE, FINE_SCALE, bucket_of, record
+from ._latency import BOUNDS, FINE, FINE_SCALE, LOWER, bucket_of, record
 from ._observe import Watch
 from ._registry import Registry, check_callable, circuit_for
 
@@ -89,8 +89,8 @@ def fall_back_timed(
     record(latency.run, end - start)
     try:
         return fall_back(circuit, error, args, kwargs, fallback)
-    finally:
-        record(latency.total, circuit.clock() - start)
+    finally:  # the latency window now: the fallback may have reconfigured it
+        record(circuit._rolling.latency.total, circuit.clock() - start)
 
 
 def do(name: str, run: Callable[[], T], fallback: Callable[[Exception], T] | None = None) -> T:
@@ -152,17 +152,9 @@ def do(name: str, run: Callable[[], T], fallback: Callable[[Exception], T] | Non
         end = clock()
         elapsed = end - start
         rolling = circuit._rolling
-        if fallback is None:  # the run's duration is the call's: `_latency.record`, inlined
-            lat = rolling.lat
-            try:
-                i = FINE[trunc(elapsed * FINE_SCALE)]
-            except IndexError:  # 13 ms or more: search the bounds
-                i = bucket_of(BOUNDS, elapsed)
-            next(lat[i] or rolling.latency.counter(i))
         if circuit.ignored and isinstance(error, circuit.ignored):
-            if fallback is not None:  # no fallback runs for a bad request
-                record(rolling.latency.both, elapsed)
             circuit.complete(BAD_REQUEST, probe, end)
+            record(rolling.latency.both, elapsed)  # no fallback runs for a bad request
             raise
         if elapsed > circuit.timeout:
             circuit.complete(TIMEOUT, probe, end)
@@ -181,12 +173,21 @@ def do(name: str, run: Callable[[], T], fallback: Callable[[Exception], T] | Non
             else:
                 tokens.append(1)
         if fallback is None:
+            # After counting, which turns the window over if due: the duration then lands in the current bucket.
+            lat = rolling.lat  # the run's duration is the call's: `_latency.record`, inlined
+            try:
+                i = FINE[trunc(elapsed * FINE_SCALE)]
+                if elapsed <= LOWER[i]:  # on a step's edge: `_latency.FINE`
+                    i -= 1
+            except IndexError:  # 13 ms or more: search the bounds
+                i = bucket_of(BOUNDS, elapsed)
+            next(lat[i] or rolling.latency.counter(i))
             raise  # the run's own exception, unchanged
         return fall_back_timed(circuit, error, args, kwargs, fallback, start, end)
     except BaseException:
         end = clock()
-        record(circuit._rolling.latency.both, end - start)
         circuit.complete(FAILURE, probe, end)
+        record(circuit._rolling.latency.both, end - start)
         raise
     end = clock()
     elapsed = end - start
@@ -195,21 +196,25 @@ def do(name: str, run: Callable[[], T], fallback: Callable[[Exception], T] | Non
         timeout_error = CommandTimeoutError(circuit.name, circuit.timeout)
         return fall_back_timed(circuit, timeout_error, args, kwargs, fallback, start, end)
     rolling = circuit._rolling
-    lat = rolling.lat  # the run's duration is the call's: `_latency.record`, inlined
-    try:
-        i = FINE[trunc(elapsed * FINE_SCALE)]
-    except IndexError:  # 13 ms or more: search the bounds
-        i = bucket_of(BOUNDS, elapsed)
-    next(lat[i] or rolling.latency.counter(i))
     if probe:
         circuit.complete(SUCCESS, probe, end)
-        return value
-    if end < rolling.end:  # `Circuit.count_success`, inlined
+    elif end < rolling.end:  # `Circuit.count_success`, inlined
         next(rolling.success)  # atomic: no lock
         if circuit._watch:
             circuit.check_health(end)
     else:
         circuit.count_success(end)
+    # After counting, which turns the window over if due: the duration then lands in the current bucket.
+    lat = rolling.lat  # the run's duration is the call's: `_latency.record`, inlined
+    try:
+        i = FINE[trunc(elapsed * FINE_SCALE)]
+        if elapsed <= LOWER[i]:  # on a step's edge: `_latency.FINE`
+            i -= 1
+    except IndexError:  # 13 ms or more: search the bounds
+        i = bucket_of(BOUNDS, elapsed)
+    next(lat[i] or rolling.latency.counter(i))
+    if probe:
+        return value
     if circuit._debt:
         circuit.give_back()
     else:
@@ -264,17 +269,9 @@ def sync_wrapper(name: str, fn: Callable[P, T], fallback: Fallback[T] | None) ->
             end = clock()
             elapsed = end - start
             rolling = circuit._rolling
-            if fallback is None:  # the run's duration is the call's: `_latency.record`, inlined
-                lat = rolling.lat
-                try:
-                    i = FINE[trunc(elapsed * FINE_SCALE)]
-                except IndexError:  # 13 ms or more: search the bounds
-                    i = bucket_of(BOUNDS, elapsed)
-                next(lat[i] or rolling.latency.counter(i))
             if circuit.ignored and isinstance(error, circuit.ignored):
-                if fallback is not None:  # no fallback runs for a bad request
-                    record(rolling.latency.both, elapsed)
                 circuit.complete(BAD_REQUEST, probe, end)
+                record(rolling.latency.both, elapsed)  # no fallback runs for a bad request
                 raise
             if elapsed > circuit.timeout:
                 circuit.complete(TIMEOUT, probe, end)
@@ -293,12 +290,21 @@ def sync_wrapper(name: str, fn: Callable[P, T], fallback: Fallback[T] | None) ->
                 else:
                     tokens.append(1)
             if fallback is None:
+                # After counting, which turns the window over if due: the duration then lands in the current bucket.
+                lat = rolling.lat  # the run's duration is the call's: `_latency.record`, inlined
+                try:
+                    i = FINE[trunc(elapsed * FINE_SCALE)]
+                    if elapsed <= LOWER[i]:  # on a step's edge: `_latency.FINE`
+                        i -= 1
+                except IndexError:  # 13 ms or more: search the bounds
+                    i = bucket_of(BOUNDS, elapsed)
+                next(lat[i] or rolling.latency.counter(i))
                 raise  # the run's own exception, unchanged
             return fall_back_timed(circuit, error, args, kwargs, fallback, start, end)
         except BaseException:
             end = clock()
-            record(circuit._rolling.latency.both, end - start)
             circuit.complete(FAILURE, probe, end)
+            record(circuit._rolling.latency.both, end - start)
             raise
         end = clock()
         elapsed = end - start
@@ -307,21 +313,25 @@ def sync_wrapper(name: str, fn: Callable[P, T], fallback: Fallback[T] | None) ->
             timeout_error = CommandTimeoutError(circuit.name, circuit.timeout)
             return fall_back_timed(circuit, timeout_error, args, kwargs, fallback, start, end)
         rolling = circuit._rolling
-        lat = rolling.lat  # the run's duration is the call's: `_latency.record`, inlined
-        try:
-            i = FINE[trunc(elapsed * FINE_SCALE)]
-        except IndexError:  # 13 ms or more: search the bounds
-            i = bucket_of(BOUNDS, elapsed)
-        next(lat[i] or rolling.latency.counter(i))
         if probe:
             circuit.complete(SUCCESS, probe, end)
-            return value
-        if end < rolling.end:  # `Circuit.count_success`, inlined
+        elif end < rolling.end:  # `Circuit.count_success`, inlined
             next(rolling.success)  # atomic: no lock
             if circuit._watch:
                 circuit.check_health(end)
         else:
             circuit.count_success(end)
+        # After counting, which turns the window over if due: the duration then lands in the current bucket.
+        lat = rolling.lat  # the run's duration is the call's: `_latency.record`, inlined
+        try:
+            i = FINE[trunc(elapsed * FINE_SCALE)]
+            if elapsed <= LOWER[i]:  # on a step's edge: `_latency.FINE`
+                i -= 1
+        except IndexError:  # 13 ms or more: search the bounds
+            i = bucket_of(BOUNDS, elapsed)
+        next(lat[i] or rolling.latency.counter(i))
+        if probe:
+            return value
         if circuit._debt:
             circuit.give_back()
         else:
@@ -384,17 +394,9 @@ def call_here(circuit: Circuit, fn: Callable[..., T], args: Args, kwargs: Kwargs
         end = clock()
         elapsed = end - start
         rolling = circuit._rolling
-        if fallback is None:  # the run's duration is the call's: `_latency.record`, inlined
-            lat = rolling.lat
-            try:
-                i = FINE[trunc(elapsed * FINE_SCALE)]
-            except IndexError:  # 13 ms or more: search the bounds
-                i = bucket_of(BOUNDS, elapsed)
-            next(lat[i] or rolling.latency.counter(i))
         if circuit.ignored and isinstance(error, circuit.ignored):
-            if fallback is not None:  # no fallback runs for a bad request
-                record(rolling.latency.both, elapsed)
             circuit.complete(BAD_REQUEST, probe, end)
+            record(rolling.latency.both, elapsed)  # no fallback runs for a bad request
             raise
         if elapsed > circuit.timeout:
             circuit.complete(TIMEOUT, probe, end)
@@ -413,12 +415,21 @@ def call_here(circuit: Circuit, fn: Callable[..., T], args: Args, kwargs: Kwargs
             else:
                 tokens.append(1)
         if fallback is None:
+            # After counting, which turns the window over if due: the duration then lands in the current bucket.
+            lat = rolling.lat  # the run's duration is the call's: `_latency.record`, inlined
+            try:
+                i = FINE[trunc(elapsed * FINE_SCALE)]
+                if elapsed <= LOWER[i]:  # on a step's edge: `_latency.FINE`
+                    i -= 1
+            except IndexError:  # 13 ms or more: search the bounds
+                i = bucket_of(BOUNDS, elapsed)
+            next(lat[i] or rolling.latency.counter(i))
             raise  # the run's own exception, unchanged
         return fall_back_timed(circuit, error, args, kwargs, fallback, start, end)
     except BaseException:
         end = clock()
-        record(circuit._rolling.latency.both, end - start)
         circuit.complete(FAILURE, probe, end)
+        record(circuit._rolling.latency.both, end - start)
         raise
     end = clock()
     elapsed = end - start
@@ -427,21 +438,25 @@ def call_here(circuit: Circuit, fn: Callable[..., T], args: Args, kwargs: Kwargs
         timeout_error = CommandTimeoutError(circuit.name, circuit.timeout)
         return fall_back_timed(circuit, timeout_error, args, kwargs, fallback, start, end)
     rolling = circuit._rolling
-    lat = rolling.lat  # the run's duration is the call's: `_latency.record`, inlined
-    try:
-        i = FINE[trunc(elapsed * FINE_SCALE)]
-    except IndexError:  # 13 ms or more: search the bounds
-        i = bucket_of(BOUNDS, elapsed)
-    next(lat[i] or rolling.latency.counter(i))
     if probe:
         circuit.complete(SUCCESS, probe, end)
-        return value
-    if end < rolling.end:  # `Circuit.count_success`, inlined
+    elif end < rolling.end:  # `Circuit.count_success`, inlined
         next(rolling.success)  # atomic: no lock
         if circuit._watch:
             circuit.check_health(end)
     else:
         circuit.count_success(end)
+    # After counting, which turns the window over if due: the duration then lands in the current bucket.
+    lat = rolling.lat  # the run's duration is the call's: `_latency.record`, inlined
+    try:
+        i = FINE[trunc(elapsed * FINE_SCALE)]
+        if elapsed <= LOWER[i]:  # on a step's edge: `_latency.FINE`
+            i -= 1
+    except IndexError:  # 13 ms or more: search the bounds
+        i = bucket_of(BOUNDS, elapsed)
+    next(lat[i] or rolling.latency.counter(i))
+    if probe:
+        return value
     if circuit._debt:
         circuit.give_back()
     else:
@@ -494,21 +509,22 @@ class _Attempt(Generic[T]):  # Generic costs nothing per instance: it defines no
                 else:
                     now = clock()
                     rolling = circuit._rolling
-                    record(rolling.latency.run, now - begin)
                     if now < rolling.end:
                         next(rolling.success)  # atomic: no lock
                         if circuit._watch:
                             circuit.check_health(now)
                     else:
                         circuit.count_success(now)
+                    record(rolling.latency.run, now - begin)  # after counting, which turns the window over
                     if circuit._debt:
                         circuit.give_back()
                     else:
                         circuit._tokens.append(1)
                     return self.done.put
         now = clock()
-        record(circuit._rolling.latency.run, now - begin)
-        if circuit.finish(self, slot, now):
+        decided = circuit.finish(self, slot, now)
+        record(circuit._rolling.latency.run, now - begin)  # after counting, which turns the window over
+        if decided:
             return self.done.put
         self.error = None  # a late result: discarded
         return None
@@ -675,14 +691,23 @@ def start_in_thread(
         else:
             future.set_result(value)
         return future
+    watch = None
+    if circuit.collectors:
+        watch = Watch(circuit)
+        fn, fallback = watch.run(fn), watch.fallback_of(fallback)
     start = circuit.clock()
     probe = circuit.enter(start)
     if probe < 0:
         future = Future()
         future.set_running_or_notify_cancel()
         _resolve(future, refused, circuit, probe, args, kwargs, fallback)
+        if watch is not None:
+            watch.report(future.exception())
         return future
     attempt = _FutureAttempt(registry, circuit, fn, args, kwargs, probe, fallback, start)
+    if watch is not None:  # reported once the future is resolved, on the thread that resolves it
+        report = watch.report
+        attempt.future.add_done_callback(lambda done: report(done.exception()))
     timeout = circuit.timeout
     if timeout <= _TIMEOUT_MAX:
         attempt.timer_entry = registry.timer.schedule(timeout, attempt.expire)

@@ -145,9 +145,10 @@ class RollingCounter:
                 self.errors += 1
 
     def observe(self, active: int, now: float) -> None:
-        """Note that ``active`` tickets were held at ``now``."""
+        """Note that ``active`` tickets were held at ``now`` (in the current bucket: this never advances the ring,
+        which only counting does, so that a query cannot change when health is next evaluated)."""
         if now >= self.end:
-            self.advance(now)
+            return
         i = self._epoch % self._n
         self.peaks[i] = max(self.peaks[i], active)
 
@@ -260,4 +261,5 @@ class RollingCounter:
                 new.totals[slot] += bucket[slot]
         new.errors = new.totals[FAILURE] + new.totals[TIMEOUT] + new.totals[REJECTED]
         new._set_epoch(new._epoch)
+        new.peaks[new._epoch % new._n] = self.peak_at(now)  # the peak seen over the old window carries over
         return new

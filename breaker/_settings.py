@@ -71,6 +71,12 @@ class Settings:
                 f"latency_window / latency_buckets must be at least {_MIN_BUCKET} s per bucket, got "
                 f"{self.latency_window!r} s / {self.latency_buckets!r} buckets: use fewer buckets or a longer window"
             )
+        if self.latency_window / self.latency_buckets < self.rolling_window / self.rolling_buckets:
+            raise ValueError(
+                "latency_window / latency_buckets must be at least rolling_window / rolling_buckets (latency buckets "
+                f"turn over with the rolling ones), got {self.latency_window!r} s / {self.latency_buckets!r} against "
+                f"{self.rolling_window!r} s / {self.rolling_buckets!r}: use fewer latency buckets or a longer window"
+            )
 
 
 BUILTIN: Final = Settings(
@@ -105,8 +111,8 @@ class CommandConfig:
         rolling_window: Seconds of history the health statistics cover. Default 10.0.
         rolling_buckets: How many buckets the rolling window is cut into. Default 10.
         latency_window: Seconds of history the latency percentiles cover. Default 60.0.
-        latency_buckets: How many buckets the latency window is cut into (it moves on a bucket at a time).
-            Default 6.
+        latency_buckets: How many buckets the latency window is cut into (it moves on a bucket at a time). A
+            latency bucket may not be shorter than a rolling bucket: they turn over together. Default 6.
         ignored_exceptions: Exception types that are the caller's fault (a bad request): re-raised, no fallback,
             never counted as a failure. Default ``()``.
         force_open: Short-circuit every call. Default False.

@@ -323,7 +323,7 @@ class StatsdCollector:
         """
         with self._lock:  # from now on update() buffers nothing
             self._closed = True
-        pass
+        self._stop.set()
         if self._thread is not threading.current_thread():
             self._thread.join()
         self._flush(last=True)

@@ -176,8 +176,9 @@ class Model:
         self.events.append((self.bucket(self.now), slot))
 
     def move(self, new: State) -> None:
-        """Change the state underneath, recording the transition."""
-        if new is not self.state:
+        """Change the state underneath, recording the transition unless a forced state hides it (listeners see the
+        reported state only: `configure` records the change when the force is lifted)."""
+        if new is not self.state and not (self.config.force_open or self.config.force_closed):
             self.transitions.append((self.state, new))
         self.state = new
 
