@@ -37,9 +37,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal, cast
 
 import circuitbreaker
+import prometheus_client
 import pybreaker
 
 import breaker
+import breaker.prometheus
+import breaker.statsd
+import breaker.stream
 
 perf_counter = time.perf_counter
 
@@ -514,6 +518,136 @@ def group_caller_single(sizes: Sizes, rng: random.Random) -> list[Row]:
     return rows
 
 
+class Observers:
+    """Every observer at once, as a service runs them: a state-change listener, the Prometheus collector scraped and
+    the Hystrix stream served and read, each every 0.5 s, by threads of this benchmark (they take their share of
+    the one CPU the benchmark is pinned to, as they would in a service)."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.changes = 0
+        self.scrapes = 0
+        self.stream_bytes = 0
+        self.first_bytes = b""
+
+    def __enter__(self) -> Observers:
+        breaker.on_state_change(self.listener)
+        registry = prometheus_client.CollectorRegistry()
+        breaker.prometheus.register(registry)
+        self.server = breaker.stream.serve("127.0.0.1", 0, block=False, interval=0.5)
+        self.threads = [
+            threading.Thread(target=self.scrape, args=(registry,), name="bench-scrape", daemon=True),
+            threading.Thread(target=self.read_stream, name="bench-stream-reader", daemon=True),
+        ]
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.server.close()
+        for thread in self.threads:
+            thread.join(10)
+        breaker.remove_state_listener(self.listener)
+
+    def listener(self, name: str, old: breaker.State, new: breaker.State) -> None:
+        self.changes += 1
+
+    def wait_running(self) -> None:
+        """Wait until a scrape was made and a stream message read (so that even a quick run measures them)."""
+        deadline = perf_counter() + 10
+        while not (self.scrapes and b'"HystrixCommand"' in self.first_bytes):
+            if perf_counter() > deadline:
+                raise RuntimeError("the observers did not start")
+            time.sleep(0.05)
+
+    def scrape(self, registry: prometheus_client.CollectorRegistry) -> None:
+        while not self.stop.wait(0.5):
+            prometheus_client.generate_latest(registry)
+            self.scrapes += 1
+
+    def read_stream(self) -> None:
+        import http.client
+
+        connection = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=10)
+        try:
+            connection.request("GET", "/hystrix.stream")
+            response = connection.getresponse()
+            while not self.stop.is_set():
+                chunk = response.read1(65536)
+                if not chunk:
+                    break
+                self.stream_bytes += len(chunk)
+                if len(self.first_bytes) < 65536:
+                    self.first_bytes += chunk
+        except OSError:
+            pass  # the server closed the stream at the end
+        finally:
+            connection.close()
+
+
+def group_observed(sizes: Sizes, rng: random.Random) -> list[Row]:
+    """Row group 1f/1g: the caller-isolation success path with every observer running, and with a collector."""
+    n, rounds, reps = sizes.single_n, sizes.single_rounds, sizes.single_reps
+    reset_breaker()
+    breaker.configure_command("c-observed", caller_config())
+    breaker.configure_command("c-collected", caller_config())
+    b_observed = breaker.command("c-observed")(f)
+    b_collected = breaker.command("c-collected")(f)
+    cb_f = cast(Call, circuitbreaker.CircuitBreaker(failure_threshold=HUGE, name="cb-observed")(f))
+    rows: list[Row] = []
+    with Observers() as observers, breaker.statsd.StatsdCollector("127.0.0.1", 9, flush_interval=0.5) as statsd:
+        breaker.register_collector(lambda name: statsd.factory(name) if name == "c-collected" else None)
+        b_observed()  # the circuits exist: the stream and the scrapes now include them
+        b_collected()
+        observers.wait_running()
+        progress(f"group 1f: caller isolation, success, every observer running (N={n}, {rounds} rounds x {reps})")
+        res = run_rounds(
+            "observed",
+            {
+                "bare": timed_calls(f, n),
+                "breaker": timed_calls(b_observed, n),
+                "breaker_collected": timed_calls(b_collected, n),
+                "circuitbreaker": timed_calls(cb_f, n),
+            },
+            rounds,
+            reps,
+            rng,
+        )
+        show_times("observed", res)
+        progress(
+            f"  observers: {observers.scrapes} scrapes, {observers.stream_bytes} stream bytes, "
+            f"{statsd.statistics().lines} statsd lines"
+        )
+        if not (observers.scrapes and observers.stream_bytes):
+            raise RuntimeError("the observers did not run: the figures would not show their cost")
+
+    def over(key: str) -> Callable[[Round], float]:
+        return lambda r: (r[key] - r["bare"]) / (r["circuitbreaker"] - r["bare"])
+
+    rows.append(
+        ratio_row(
+            "caller.success.observed",
+            "1f caller isolation, success, with a listener, Prometheus scraped and the stream read every 0.5 s: "
+            "@command overhead / circuitbreaker overhead",
+            res,
+            over("breaker"),
+            0.8,
+        )
+    )
+    rows.append(
+        ratio_row(
+            "caller.success.collector",
+            "1g caller isolation, success, reported to a collector (StatsD): @command overhead / circuitbreaker "
+            "overhead",
+            res,
+            over("breaker_collected"),
+            None,
+        )
+    )
+    return rows
+
+
 class HandOff:
     """The floor of a cross-thread call: one persistent worker reading a SimpleQueue, a fresh Lock per call."""
 
@@ -911,7 +1045,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging_off()
     started = perf_counter()
     rows: list[Row] = []
-    for group in (group_caller_single, group_thread_single, group_sleep_load, group_trivial_load, group_stampede):
+    groups = (group_caller_single, group_observed, group_thread_single, group_sleep_load, group_trivial_load)
+    for group in (*groups, group_stampede):
         rows += group(sizes, rng)
     reset_breaker()
     seconds = perf_counter() - started

@@ -135,7 +135,8 @@ def remove_state_listener(listener: Listener) -> None:
 
 def register_collector(factory: F) -> F:
     """Report every call to a collector: ``factory(name)`` is called once per command (for the commands that
-    exist now, and for each new one) and returns an object with ``update(result)`` and ``reset()``.
+    exist now, and for each new one) and returns an object with ``update(result)`` and ``reset()``, or None to
+    leave that command uncollected.
 
     ``update`` gets a `CallResult` for each call, on the caller's thread (or task), after the outcome is fixed and
     outside every lock; ``reset`` is called when `flush` drops the command's circuit. An exception in either (or

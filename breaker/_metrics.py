@@ -91,4 +91,5 @@ class Collector(Protocol):
         """Forget what was collected: the command's circuit was dropped by `breaker.flush`."""
 
 
-CollectorFactory: TypeAlias = Callable[[str], Collector]
+#: Makes the collector of one command, or returns None to leave that command uncollected (and on the fast path).
+CollectorFactory: TypeAlias = Callable[[str], "Collector | None"]

@@ -223,13 +223,16 @@ class Registry:
 
 
 def make_collectors(factories: tuple[CollectorFactory, ...], name: str) -> tuple[Collector, ...]:
-    """``factory(name)`` for each factory; one that raises is logged and skipped."""
+    """``factory(name)`` for each factory; one that raises is logged and skipped, None means none for ``name``."""
     collectors = []
     for factory in factories:
         try:
-            collectors.append(factory(name))
+            collector = factory(name)
         except Exception:  # noqa: PERF203 - a failing factory must not stop the command from working
             logger.exception("collector factory %r failed for command %r; skipped", factory, name)
+        else:
+            if collector is not None:  # None: this factory does not collect this command
+                collectors.append(collector)
     return tuple(collectors)
 
 
