@@ -44,6 +44,7 @@ __all__ = ["async_wrapper", "do_async"]
 
 T = TypeVar("T")
 P = ParamSpec("P")
+_INF = math.inf  # one global load on the hot path, not a global and an attribute
 _Coroutine = types.CoroutineType  # the usual awaitable: checked by identity before inspect.isawaitable
 
 if sys.version_info >= (3, 11):
@@ -183,7 +184,7 @@ async def do_async(
         awaitable = fn(*args, **kwargs)
         if awaitable.__class__ is not _Coroutine and not inspect.isawaitable(awaitable):
             raise NotAwaitable(awaitable)
-        if timeout == math.inf:
+        if timeout == _INF:
             value = await awaitable
         elif _timeout is not None:
             deadline = _timeout(timeout)
@@ -266,10 +267,11 @@ def async_wrapper(
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
         nonlocal circuit
-        if not circuit.live:
-            circuit = _registry._current.get_circuit(name)[0]
-        if circuit.collectors:
-            return cast(T, await observed_async(circuit, fn, args, kwargs, fallback))
+        if not circuit.inline_async:  # stale (flushed, or from another registry), or collectors to report to
+            if not circuit.live:
+                circuit = _registry._current.get_circuit(name)[0]
+            if circuit.collectors:
+                return cast(T, await observed_async(circuit, fn, args, kwargs, fallback))
         # -- the async caller path: one text in do_async(), async_wrapper() and call_here_async(); a test checks --
         clock = circuit.clock
         start = clock()
@@ -301,7 +303,7 @@ def async_wrapper(
             awaitable = fn(*args, **kwargs)
             if awaitable.__class__ is not _Coroutine and not inspect.isawaitable(awaitable):
                 raise NotAwaitable(awaitable)
-            if timeout == math.inf:
+            if timeout == _INF:
                 value = await awaitable
             elif _timeout is not None:
                 deadline = _timeout(timeout)
@@ -447,7 +449,7 @@ async def call_here_async(
         awaitable = fn(*args, **kwargs)
         if awaitable.__class__ is not _Coroutine and not inspect.isawaitable(awaitable):
             raise NotAwaitable(awaitable)
-        if timeout == math.inf:
+        if timeout == _INF:
             value = await awaitable
         elif _timeout is not None:
             deadline = _timeout(timeout)

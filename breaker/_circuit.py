@@ -145,7 +145,6 @@ class Circuit:
         "_force_open",
         "_gate",
         "_issued",
-        "_live",
         "_lock",
         "_opened_at",
         "_probe_deadline",
@@ -168,7 +167,9 @@ class Circuit:
         "detour",
         "ignored",
         "inline",
+        "inline_async",
         "isolation",
+        "live",
         "name",
         "settings",
         "threaded",
@@ -179,8 +180,10 @@ class Circuit:
         self.name = name
         self.clock = clock
         self._emit = emit
-        self._live = False
-        self.inline = False
+        #: True while this circuit is the one its name resolves to (in the current registry, not flushed);
+        #: decorated functions cache their circuit and look it up again when this turns False (`set_live`).
+        self.live = False
+        self.inline = self.inline_async = False
         # Guards state, counts, the ticket bookkeeping other than the token list itself, and the probe. Held only
         # for a few field updates: never across user code, I/O, a wait or the emit callback.
         self._lock = threading.Lock()
@@ -225,8 +228,9 @@ class Circuit:
         self.threaded = settings.isolation == "thread"
         #: Whether a sync call leaves the inline caller path: thread isolation, or collectors to report to.
         self.detour = self.threaded or bool(self.collectors)
-        #: live and not detour: the one flag a decorated sync function checks before its inline path.
-        self.inline = self._live and not self.detour
+        #: live and not detour: the one flag a decorated sync function checks before its inline path (and
+        #: ``inline_async``: live without collectors, for a decorated coroutine function).
+        self.inline = self.live and not self.detour
         self._volume = settings.request_volume_threshold
         self._threshold = settings.error_percent_threshold
         self._sleep = settings.sleep_window
@@ -255,16 +259,11 @@ class Circuit:
         # The one flag the hot path reads: may a call be admitted on a ticket alone?
         self._gate = not self._force_open and (self._force_closed or self._state is _CLOSED)
 
-    @property
-    def live(self) -> bool:
-        """True while this circuit is the one its name resolves to (in the current registry, not flushed);
-        decorated functions cache their circuit and look it up again when this turns False."""
-        return self._live
-
-    @live.setter
-    def live(self, value: bool) -> None:
-        self._live = value
-        self.inline = value and not self.detour
+    def set_live(self, live: bool) -> None:
+        """Mark this circuit as the one its name resolves to (True) or as dropped (False)."""
+        self.live = live
+        self.inline = live and not self.detour
+        self.inline_async = live and not self.collectors
 
     # -- queries: pure, they never change the circuit --------------------------------------------------------
 
@@ -687,4 +686,5 @@ class Circuit:
         with self._lock:  # collectors and the detour flag change together
             self.collectors = tuple(collectors)
             self.detour = self.threaded or bool(self.collectors)
-            self.inline = self._live and not self.detour
+            self.inline = self.live and not self.detour
+            self.inline_async = self.live and not self.collectors

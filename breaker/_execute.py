@@ -37,7 +37,7 @@ _EMPTY: Mapping[str, Any] = {}
 
 
 class _Stale:
-    live = inline = False
+    live = inline = inline_async = False
 
 
 _STALE = cast(Circuit, _Stale())  # a cached circuit that is never live: the first call looks the name up

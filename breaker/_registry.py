@@ -103,7 +103,7 @@ class Registry:
                 circuit = Circuit(name, self.get_settings(name), self.clock, self.emit)
                 if collectors:
                     circuit.set_collectors(collectors)
-                circuit.live = self is _current
+                circuit.set_live(self is _current)
                 self.circuits[name] = circuit
                 return circuit, True
 
@@ -136,7 +136,7 @@ class Registry:
         with self._lock:  # no circuit is created half-way through
             dropped, self.circuits = self.circuits, {}
         for circuit in dropped.values():
-            circuit.live = False
+            circuit.set_live(False)
         self.pool.stop_idle()
         self.timer.stop_idle()
         for circuit in dropped.values():
@@ -216,7 +216,7 @@ class Registry:
         """In a forked child: fresh locks and threads, and no circuit state inherited from the parent."""
         self._lock = threading.Lock()
         for circuit in self.circuits.values():
-            circuit.live = False
+            circuit.set_live(False)
         self.circuits = {}
         self.pool.reinit_after_fork()
         self.timer.reinit_after_fork()
@@ -262,9 +262,9 @@ def swap(registry: Registry) -> Registry:
     global _current
     old, _current = _current, registry
     for circuit in old.circuits.values():
-        circuit.live = False
+        circuit.set_live(False)
     for circuit in registry.circuits.values():
-        circuit.live = True
+        circuit.set_live(True)
     return old
 
 
