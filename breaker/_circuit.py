@@ -310,11 +310,12 @@ class Circuit:
             peak = rolling.peak_at(now)
             execute, total, run_durations, total_durations = rolling.latency.snapshot(now)
             settings = self.settings
+            state = self.state  # with the counts it goes with
         errors = totals[FAILURE] + totals[TIMEOUT] + totals[REJECTED]
         requests = errors + totals[SUCCESS]
         return CircuitStatistics(
             name=self.name,
-            state=self.state,
+            state=state,
             requests=requests,
             errors=errors,
             error_percentage=error_percentage(errors, requests),

@@ -1,0 +1,639 @@
+"""The Hystrix event stream: every circuit's figures as server-sent events, for the Hystrix Dashboard and Turbine.
+
+Three ways to serve it, over one engine:
+
+- `serve(host, port)` runs a small stdlib server (`http.server.ThreadingHTTPServer`) with the stream at
+  ``/hystrix.stream`` and returns its `StreamServer` (``.port``, ``.url``, ``.close()``, a context manager);
+  ``block=False`` runs it on a thread the `StreamServer` owns. ``routes`` adds pages at other paths (room for a
+  dashboard at ``/``).
+- `wsgi_app()` returns a `WSGIApp`, to mount in any WSGI server or framework.
+- `asgi_app()` returns an `ASGIApp`: raw ASGI 3, no framework needed; it handles ``lifespan`` too.
+
+What is sent. Every ``interval`` seconds (0.5 by default), for each circuit of the current registry
+(`breaker.circuits`), one ``HystrixCommand`` and one ``HystrixThreadPool`` message, then a keep-alive::
+
+    data: {"type":"HystrixCommand","name":"payments",...}
+
+    data: {"type":"HystrixThreadPool","name":"payments",...}
+
+    ping:
+
+`command_message` and `thread_pool_message` build the messages from a `breaker.CircuitStatistics` (pure; each
+documents how our figures map to Hystrix's fields); `encode` and `render` make the bytes. Hystrix speaks integers
+and milliseconds: durations are rounded half up to whole milliseconds, and anything unbounded (a ``math.inf``
+timeout or ticket count) is sent as `INT_MAX` (2**31 - 1), since JSON has no infinity.
+
+Concurrency. Each app or server has one publisher thread. Once per interval it reads every circuit's
+``statistics()`` (nothing else: reading the stream trips nothing and takes no probe), encodes the messages once
+and appends them to each client's buffer, which keeps the last ``buffer`` intervals: a client that falls behind
+loses its oldest intervals, never the latest. The publisher never writes to a socket, so a slow client holds up
+neither it nor any call. Each client's own request thread (or task) writes its buffer out. A client is dropped
+when it disconnects (at the next write; at once on ASGI's ``http.disconnect``) and when one write waits
+``send_timeout`` seconds (the stdlib server and the ASGI app; under WSGI the server's own timeouts apply). Past
+``max_clients`` (5, as Java Hystrix) clients at once, the answer is HTTP 503. The publisher thread starts with
+the first client and stops when the last one leaves; ``close()`` ends every stream and waits for every thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http.server
+import logging
+import socket
+import threading
+import time
+import urllib.parse
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, MutableMapping
+from datetime import timedelta
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeAlias
+
+from ._hystrix import (
+    INT_MAX,
+    PING,
+    CommandMessage,
+    ThreadPoolMessage,
+    command_message,
+    encode,
+    render,
+    thread_pool_message,
+)
+from ._publisher import AsyncSubscriber, Circuits, Publisher, StreamStatistics, ThreadSubscriber, seconds
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+__all__ = [
+    "HEADERS",
+    "INT_MAX",
+    "PING",
+    "STREAM_PATH",
+    "ASGIApp",
+    "CommandMessage",
+    "Route",
+    "StreamServer",
+    "StreamStatistics",
+    "ThreadPoolMessage",
+    "WSGIApp",
+    "asgi_app",
+    "command_message",
+    "encode",
+    "render",
+    "serve",
+    "thread_pool_message",
+    "wsgi_app",
+]
+
+logger = logging.getLogger("breaker")
+
+#: Where `serve` puts the stream.
+STREAM_PATH: Final = "/hystrix.stream"
+#: The response headers of the stream.
+HEADERS: Final[tuple[tuple[str, str], ...]] = (
+    ("Content-Type", "text/event-stream;charset=UTF-8"),
+    ("Cache-Control", "no-cache, no-store, max-age=0, must-revalidate"),
+    ("Pragma", "no-cache"),
+)
+
+#: A page `serve` adds at another path: called with the request handler, it writes the whole response.
+Route: TypeAlias = Callable[[http.server.BaseHTTPRequestHandler], None]
+Scope: TypeAlias = MutableMapping[str, Any]
+Message: TypeAlias = MutableMapping[str, Any]
+Receive: TypeAlias = Callable[[], Awaitable[Message]]
+Send: TypeAlias = Callable[[Message], Awaitable[None]]
+
+_ASGI_HEADERS: Final = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in HEADERS]
+
+
+# -- WSGI -------------------------------------------------------------------------------------------------------
+
+
+class WSGIApp:
+    """The stream as a WSGI application: every GET is a stream, whatever its path (mount it where you like).
+
+    Blocking, like WSGI: each client holds a server thread while connected. A client that disconnects is dropped
+    at the next interval, when the server's write fails and it closes the response.
+
+    Args:
+        interval, max_clients, buffer, circuits, group, clock: See `wsgi_app`.
+
+    Raises:
+        TypeError, ValueError: A bad option, named in the message.
+    """
+
+    def __init__(
+        self,
+        *,
+        interval: float | timedelta = 0.5,
+        max_clients: int = 5,
+        buffer: int = 16,
+        circuits: Circuits | None = None,
+        group: Callable[[str], str] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._publisher = Publisher(interval, max_clients, buffer, circuits, group, clock)
+
+    def __repr__(self) -> str:
+        return f"<WSGIApp {self._publisher.describe()} {self.statistics()}>"
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("REQUEST_METHOD", "GET") != "GET":
+            start_response("405 Method Not Allowed", [("Allow", "GET"), ("Content-Type", "text/plain")])
+            return [b"the Hystrix stream answers GET only\n"]
+        subscriber = ThreadSubscriber(self._publisher.buffer)
+        if not self._publisher.subscribe(subscriber):
+            start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
+            return [b"too many Hystrix stream clients\n"]
+        start_response("200 OK", list(HEADERS))
+        return _WSGIBody(self._publisher, subscriber)
+
+    def statistics(self) -> StreamStatistics:
+        """Clients connected, rejected and counters (see `StreamStatistics`)."""
+        return self._publisher.statistics()
+
+    def close(self) -> None:
+        """End every stream and stop the publisher thread; clients arriving after get 503."""
+        self._publisher.close()
+
+    def __enter__(self) -> WSGIApp:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _WSGIBody:
+    """The response body of one client: its intervals as they come; ``close()`` (called by the server) leaves."""
+
+    def __init__(self, publisher: Publisher, subscriber: ThreadSubscriber) -> None:
+        self._publisher = publisher
+        self._subscriber = subscriber
+        self._started = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        if not self._started:
+            self._started = True
+            return b""  # makes the server send the headers now: the client knows it is connected
+        payload = self._subscriber.next()
+        if payload is None:
+            raise StopIteration
+        return payload
+
+    def close(self) -> None:
+        self._publisher.unsubscribe(self._subscriber)
+
+
+def wsgi_app(
+    *,
+    interval: float | timedelta = 0.5,
+    max_clients: int = 5,
+    buffer: int = 16,
+    circuits: Circuits | None = None,
+    group: Callable[[str], str] | None = None,
+    clock: Callable[[], float] = time.time,
+) -> WSGIApp:
+    """A WSGI application serving the stream, on every path it is mounted at (call its ``close()`` on shutdown).
+
+    Args:
+        interval: Seconds (float or timedelta) between two intervals of messages. Default 0.5.
+        max_clients: Clients served at once; more get HTTP 503. Default 5.
+        buffer: Intervals kept for a client that has not read them; past it the oldest are dropped. Default 16.
+        circuits: Returns the circuits to report; default `breaker.circuits` (the current registry, each time).
+        group: Maps a command name to its ``group``; default the name itself.
+        clock: Seconds since the epoch, for ``currentTime``. Default `time.time`.
+
+    Returns:
+        A `WSGIApp`.
+
+    Raises:
+        TypeError, ValueError: A bad option, named in the message.
+    """
+    return WSGIApp(
+        interval=interval, max_clients=max_clients, buffer=buffer, circuits=circuits, group=group, clock=clock
+    )
+
+
+# -- ASGI -------------------------------------------------------------------------------------------------------
+
+
+class ASGIApp:
+    """The stream as a raw ASGI 3 application: every GET is a stream, whatever its path.
+
+    It never blocks the event loop: snapshots are taken on the publisher thread, which wakes each client's task
+    with ``loop.call_soon_threadsafe``, and the app takes its one lock without blocking. A client is dropped at
+    once on ``http.disconnect``, when a write fails, or when a write waits ``send_timeout`` seconds. On
+    ``lifespan.shutdown`` the app closes. (uvicorn waits for open responses before it sends that message: call
+    ``close()`` first, or set uvicorn's ``timeout_graceful_shutdown``, to stop a server with clients connected.)
+
+    Args:
+        interval, max_clients, buffer, circuits, group, clock: See `asgi_app`.
+        send_timeout: Seconds a write may wait for a client that stopped reading. Default 10.0.
+
+    Raises:
+        TypeError, ValueError: A bad option, named in the message.
+    """
+
+    def __init__(
+        self,
+        *,
+        interval: float | timedelta = 0.5,
+        max_clients: int = 5,
+        buffer: int = 16,
+        send_timeout: float | timedelta = 10.0,
+        circuits: Circuits | None = None,
+        group: Callable[[str], str] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._publisher = Publisher(interval, max_clients, buffer, circuits, group, clock)
+        self._send_timeout = seconds("send_timeout", send_timeout)
+
+    def __repr__(self) -> str:
+        return f"<ASGIApp {self._publisher.describe()} send_timeout={self._send_timeout:g}s {self.statistics()}>"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self._lifespan(receive, send)
+        elif kind != "http":
+            raise ValueError(f"the Hystrix stream speaks HTTP only, got an ASGI {kind!r} connection")
+        elif scope.get("method", "GET") != "GET":
+            await _asgi_reply(send, 405, b"the Hystrix stream answers GET only\n", [(b"allow", b"GET")])
+        else:
+            await self._stream(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self._publisher.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _stream(self, receive: Receive, send: Send) -> None:
+        subscriber = AsyncSubscriber(self._publisher.buffer, asyncio.get_running_loop())
+        if not await self._publisher.asubscribe(subscriber):
+            await _asgi_reply(send, 503, b"too many Hystrix stream clients\n")
+            return
+        watcher = asyncio.ensure_future(_watch_disconnect(receive, subscriber))
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": _ASGI_HEADERS})
+            while (payload := await subscriber.next()) is not None:
+                body = {"type": "http.response.body", "body": payload, "more_body": True}
+                await asyncio.wait_for(send(body), self._send_timeout)
+            if not subscriber.gone:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except (OSError, asyncio.TimeoutError):
+            pass  # the client went away, or stopped reading for send_timeout: drop it
+        finally:
+            watcher.cancel()
+            await asyncio.wait({watcher})
+            await self._publisher.aunsubscribe(subscriber)
+
+    def statistics(self) -> StreamStatistics:
+        """Clients connected, rejected and counters (see `StreamStatistics`). Call it off the event loop."""
+        return self._publisher.statistics()
+
+    def close(self) -> None:
+        """End every stream and stop the publisher thread (waits for it: call it off the event loop)."""
+        self._publisher.close()
+
+    async def aclose(self) -> None:
+        """`close`, from the event loop, without blocking it."""
+        await self._publisher.aclose()
+
+
+async def _watch_disconnect(receive: Receive, subscriber: AsyncSubscriber) -> None:
+    with contextlib.suppress(Exception):  # a receive that fails means the client is gone just as well
+        while (await receive())["type"] != "http.disconnect":
+            pass
+    subscriber.leave()
+
+
+async def _asgi_reply(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    headers = [(b"content-type", b"text/plain"), *(headers or [])]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def asgi_app(
+    *,
+    interval: float | timedelta = 0.5,
+    max_clients: int = 5,
+    buffer: int = 16,
+    send_timeout: float | timedelta = 10.0,
+    circuits: Circuits | None = None,
+    group: Callable[[str], str] | None = None,
+    clock: Callable[[], float] = time.time,
+) -> ASGIApp:
+    """An ASGI 3 application serving the stream, on every path it is mounted at; it handles ``lifespan`` too.
+
+    Args:
+        interval: Seconds (float or timedelta) between two intervals of messages. Default 0.5.
+        max_clients: Clients served at once; more get HTTP 503. Default 5.
+        buffer: Intervals kept for a client that has not read them; past it the oldest are dropped. Default 16.
+        send_timeout: Seconds a write may wait for a client that stopped reading before it is dropped. Default 10.
+        circuits: Returns the circuits to report; default `breaker.circuits` (the current registry, each time).
+        group: Maps a command name to its ``group``; default the name itself.
+        clock: Seconds since the epoch, for ``currentTime``. Default `time.time`.
+
+    Returns:
+        An `ASGIApp`.
+
+    Raises:
+        TypeError, ValueError: A bad option, named in the message.
+    """
+    return ASGIApp(
+        interval=interval,
+        max_clients=max_clients,
+        buffer=buffer,
+        send_timeout=send_timeout,
+        circuits=circuits,
+        group=group,
+        clock=clock,
+    )
+
+
+# -- the stdlib server ------------------------------------------------------------------------------------------
+
+
+class _HTTPServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True  # a server never closed does not keep the process alive; close() joins them
+    owner: StreamServer
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        # The mixin's, keeping each thread and its connection for close() to wake and join.
+        thread = threading.Thread(
+            target=self.process_request_thread,
+            args=(request, client_address),
+            name="breaker-stream-request",
+            daemon=True,
+        )
+        self.owner._track(thread, request)
+        thread.start()
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.owner._untrack(threading.current_thread())
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    server_version = "breaker-stream"
+    owner: ClassVar[StreamServer]  # set on a subclass made per server
+
+    def do_GET(self) -> None:
+        path = urllib.parse.urlsplit(self.path).path
+        route = self.owner._routes.get(path)
+        if path == STREAM_PATH:
+            self._stream()
+        elif route is not None:
+            route(self)
+        else:
+            self._reply(404, f"nothing at {path}; the Hystrix stream is at {STREAM_PATH}\n")
+
+    def _reply(self, status: int, text: str) -> None:
+        body = text.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _stream(self) -> None:
+        publisher = self.owner._publisher
+        subscriber = ThreadSubscriber(publisher.buffer)
+        if not publisher.subscribe(subscriber):
+            self._reply(503, "too many Hystrix stream clients\n")
+            return
+        try:
+            self.send_response(200)
+            for header, value in HEADERS:
+                self.send_header(header, value)
+            self.end_headers()
+            while (payload := subscriber.next()) is not None:
+                self.wfile.write(payload)
+        except OSError as error:  # the client went away, or stopped reading for send_timeout: drop it
+            logger.debug("Hystrix stream client %s dropped: %r", self.client_address, error)
+        finally:
+            publisher.unsubscribe(subscriber)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug("Hystrix stream %s: " + format, self.client_address, *args)
+
+
+class StreamServer:
+    """A small HTTP server with the stream at ``/hystrix.stream`` (`STREAM_PATH`). Made by `serve`.
+
+    One thread per connection (`http.server.ThreadingHTTPServer`), plus the publisher thread while a client is
+    connected, plus, after `start`, the thread running the server. `close` stops all of them and waits for them
+    (they are daemon threads, so a server never closed does not keep the process alive); it is idempotent, and
+    the server is a context manager that closes on exit.
+
+    Args:
+        host: Address to listen on (IPv4 or a host name), e.g. ``"127.0.0.1"``.
+        port: Port to listen on; 0 picks a free one (read it from `port`).
+        interval, max_clients, buffer, circuits, group, clock: See `serve`.
+        send_timeout: Seconds a write (or the request line) may wait for a client; a client that stopped reading
+            for that long is dropped. Default 10.0.
+        routes: Extra pages: a path mapped to a `Route`, called with the request handler to write a response.
+
+    Raises:
+        TypeError, ValueError: A bad option, named in the message.
+        OSError: The address cannot be bound.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        interval: float | timedelta = 0.5,
+        max_clients: int = 5,
+        buffer: int = 16,
+        send_timeout: float | timedelta = 10.0,
+        routes: Mapping[str, Route] | None = None,
+        circuits: Circuits | None = None,
+        group: Callable[[str], str] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._routes = dict(routes or {})
+        for path, route in self._routes.items():
+            if not isinstance(path, str) or not path.startswith("/") or path == STREAM_PATH:
+                raise ValueError(f"routes: a path must be a str starting with '/', other than {STREAM_PATH!r}")
+            if not callable(route):
+                raise TypeError(f"routes: the route of {path!r} must be callable, got {route!r}")
+        self._publisher = Publisher(interval, max_clients, buffer, circuits, group, clock)
+        owner = self
+
+        class Handler(_Handler):
+            timeout = seconds("send_timeout", send_timeout)  # the socket timeout of every connection
+
+        Handler.owner = owner
+        self._httpd = _HTTPServer((host, port), Handler)
+        self._httpd.owner = self
+        # Guards the request threads, the flags and the serving thread: request threads come and go, and close()
+        # may run on any thread.
+        self._lock = threading.Lock()
+        self._requests: dict[threading.Thread, socket.socket] = {}
+        self._serving = False
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "serving" if self._serving else "bound"
+        return f"<StreamServer {self.url} {state} {self._publisher.describe()} {self.statistics()}>"
+
+    @property
+    def host(self) -> str:
+        """The address the server listens on."""
+        return str(self._httpd.server_address[0])
+
+    @property
+    def port(self) -> int:
+        """The port the server listens on (the one picked, when given 0)."""
+        return int(self._httpd.server_address[1])
+
+    @property
+    def url(self) -> str:
+        """The stream's URL: ``http://host:port/hystrix.stream``."""
+        return f"http://{self.host}:{self.port}{STREAM_PATH}"
+
+    def statistics(self) -> StreamStatistics:
+        """Clients connected, rejected and counters (see `StreamStatistics`)."""
+        return self._publisher.statistics()
+
+    def start(self) -> StreamServer:
+        """Serve on a thread this server owns (`close` stops it); returns the server.
+
+        Raises:
+            RuntimeError: It is closed, or already serving.
+        """
+        thread = threading.Thread(target=self.serve_forever, name="breaker-stream-server", daemon=True)
+        with self._lock:  # one serve_forever at a time
+            self._check_startable()
+            self._thread = thread
+        thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve on this thread until `close` (from another thread).
+
+        Raises:
+            RuntimeError: It is closed, or already serving.
+        """
+        with self._lock:  # one serve_forever at a time
+            if self._thread is not threading.current_thread():
+                self._check_startable()
+            self._serving = True
+        self._httpd.serve_forever(poll_interval=0.1)
+
+    def _check_startable(self) -> None:
+        if self._closed or self._serving or self._thread is not None:
+            raise RuntimeError(f"{self!r} is closed or already serving")
+
+    def close(self) -> None:
+        """Stop serving, end every stream and wait for every thread the server started. Idempotent."""
+        with self._lock:  # close once; the flags tell what to undo
+            if self._closed:
+                return
+            self._closed = True
+            serving, thread = self._serving, self._thread
+        if serving or thread is not None:
+            self._httpd.shutdown()  # returns once serve_forever has
+        self._publisher.close()  # every stream ends
+        with self._lock:  # a copy: request threads remove themselves as they end
+            requests = list(self._requests.items())
+        for _, connection in requests:  # wakes a request thread blocked on a client that does not read
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+        for request_thread, _ in requests:
+            request_thread.join()
+        self._httpd.server_close()
+        if thread is not None:
+            thread.join()
+
+    def _track(self, thread: threading.Thread, connection: socket.socket) -> None:
+        with self._lock:  # request threads come and go while close() may copy them
+            self._requests[thread] = connection
+
+    def _untrack(self, thread: threading.Thread) -> None:
+        with self._lock:  # request threads come and go while close() may copy them
+            self._requests.pop(thread, None)
+
+    def __enter__(self) -> StreamServer:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def serve(
+    host: str,
+    port: int,
+    *,
+    block: bool = True,
+    interval: float | timedelta = 0.5,
+    max_clients: int = 5,
+    buffer: int = 16,
+    send_timeout: float | timedelta = 10.0,
+    routes: Mapping[str, Route] | None = None,
+    circuits: Circuits | None = None,
+    group: Callable[[str], str] | None = None,
+    clock: Callable[[], float] = time.time,
+) -> StreamServer:
+    """Serve the stream at ``http://host:port/hystrix.stream`` with a stdlib HTTP server.
+
+    ::
+
+        with breaker.stream.serve("127.0.0.1", 0, block=False) as server:
+            print("point the Hystrix Dashboard at", server.url)
+
+    Args:
+        host: Address to listen on (IPv4 or a host name).
+        port: Port to listen on; 0 picks a free one (`StreamServer.port`).
+        block: True: serve on this thread until interrupted (KeyboardInterrupt closes the server and propagates).
+            False: serve on a thread the returned server owns, until its ``close()``.
+        interval: Seconds (float or timedelta) between two intervals of messages. Default 0.5.
+        max_clients: Clients served at once; more get HTTP 503. Default 5.
+        buffer: Intervals kept for a client that has not read them; past it the oldest are dropped. Default 16.
+        send_timeout: Seconds a write may wait for a client that stopped reading before it is dropped. Default 10.
+        routes: Extra pages, e.g. a dashboard at ``"/"``: a path mapped to a `Route`.
+        circuits: Returns the circuits to report; default `breaker.circuits` (the current registry, each time).
+        group: Maps a command name to its ``group``; default the name itself.
+        clock: Seconds since the epoch, for ``currentTime``. Default `time.time`.
+
+    Returns:
+        The `StreamServer` (closed, when ``block`` is True).
+
+    Raises:
+        TypeError, ValueError: A bad option, named in the message.
+        OSError: The address cannot be bound.
+    """
+    server = StreamServer(
+        host,
+        port,
+        interval=interval,
+        max_clients=max_clients,
+        buffer=buffer,
+        send_timeout=send_timeout,
+        routes=routes,
+        circuits=circuits,
+        group=group,
+        clock=clock,
+    )
+    if not block:
+        return server.start()
+    try:
+        server.serve_forever()
+    finally:
+        server.close()
+    return server
