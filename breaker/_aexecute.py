@@ -36,7 +36,7 @@ from ._events import (
     State,
 )
 from ._execute import _EMPTY, _STALE, Args, Kwargs
-from ._latency import BOUNDS, FINE, FINE_SCALE, LOWER, bucket_of, record
+from ._latency import BOUNDS, EDGE, FINE, FINE_SCALE, bucket_of, record
 from ._observe import NotAwaitable, Watch
 from ._registry import check_callable, circuit_for
 
@@ -238,9 +238,7 @@ async def do_async(
     # After counting, which turns the window over if due: the duration then lands in the current bucket.
     lat = rolling.lat  # the run's duration is the call's: `_latency.record`, inlined
     try:
-        i = FINE[trunc(elapsed * FINE_SCALE)]
-        if elapsed <= LOWER[i]:  # on a step's edge: `_latency.FINE`
-            i -= 1
+        i = FINE[trunc(elapsed * FINE_SCALE - EDGE)]
     except IndexError:  # 13 ms or more: search the bounds
         i = bucket_of(BOUNDS, elapsed)
     next(lat[i] or rolling.latency.counter(i))
@@ -357,9 +355,7 @@ def async_wrapper(
         # After counting, which turns the window over if due: the duration then lands in the current bucket.
         lat = rolling.lat  # the run's duration is the call's: `_latency.record`, inlined
         try:
-            i = FINE[trunc(elapsed * FINE_SCALE)]
-            if elapsed <= LOWER[i]:  # on a step's edge: `_latency.FINE`
-                i -= 1
+            i = FINE[trunc(elapsed * FINE_SCALE - EDGE)]
         except IndexError:  # 13 ms or more: search the bounds
             i = bucket_of(BOUNDS, elapsed)
         next(lat[i] or rolling.latency.counter(i))
@@ -503,9 +499,7 @@ async def call_here_async(
     # After counting, which turns the window over if due: the duration then lands in the current bucket.
     lat = rolling.lat  # the run's duration is the call's: `_latency.record`, inlined
     try:
-        i = FINE[trunc(elapsed * FINE_SCALE)]
-        if elapsed <= LOWER[i]:  # on a step's edge: `_latency.FINE`
-            i -= 1
+        i = FINE[trunc(elapsed * FINE_SCALE - EDGE)]
     except IndexError:  # 13 ms or more: search the bounds
         i = bucket_of(BOUNDS, elapsed)
     next(lat[i] or rolling.latency.counter(i))

@@ -682,10 +682,10 @@ class Circuit:
             finally:
                 courier.append(None)
 
-    def set_collectors(self, collectors: Sequence[Collector]) -> None:
-        """Report every call from now on to ``collectors``."""
-        with self._lock:  # collectors and the detour flag change together
-            self.collectors = tuple(collectors)
+    def add_collectors(self, collectors: Sequence[Collector]) -> None:
+        """Report every call from now on to ``collectors`` too."""
+        with self._lock:  # collectors and the flags change together; concurrent additions are all kept
+            self.collectors = (*self.collectors, *collectors)
             self.detour = self.threaded or bool(self.collectors)
             self.inline = self.live and not self.detour
             self.inline_async = self.live and not self.collectors

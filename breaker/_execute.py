@@ -19,7 +19,7 @@ from . import _registry
 from ._circuit import SHORT_CIRCUITED, Circuit
 from ._errors import CircuitOpenError, CommandTimeoutError, FallbackError, MaxConcurrencyError
 from ._events import BAD_REQUEST, FAILURE, FALLBACK_FAILURE, FALLBACK_SUCCESS, SUCCESS, TIMEOUT
-from ._latency import BOUNDS, FINE, FINE_SCALE, LOWER, bucket_of, record
+from ._latency import BOUNDS, EDGE, FINE, FINE_SCALE, bucket_of, record
 from ._observe import Watch
 from ._registry import Registry, check_callable, circuit_for
 
@@ -176,9 +176,7 @@ def do(name: str, run: Callable[[], T], fallback: Callable[[Exception], T] | Non
             # After counting, which turns the window over if due: the duration then lands in the current bucket.
             lat = rolling.lat  # the run's duration is the call's: `_latency.record`, inlined
             try:
-                i = FINE[trunc(elapsed * FINE_SCALE)]
-                if elapsed <= LOWER[i]:  # on a step's edge: `_latency.FINE`
-                    i -= 1
+                i = FINE[trunc(elapsed * FINE_SCALE - EDGE)]
             except IndexError:  # 13 ms or more: search the bounds
                 i = bucket_of(BOUNDS, elapsed)
             next(lat[i] or rolling.latency.counter(i))
@@ -207,9 +205,7 @@ def do(name: str, run: Callable[[], T], fallback: Callable[[Exception], T] | Non
     # After counting, which turns the window over if due: the duration then lands in the current bucket.
     lat = rolling.lat  # the run's duration is the call's: `_latency.record`, inlined
     try:
-        i = FINE[trunc(elapsed * FINE_SCALE)]
-        if elapsed <= LOWER[i]:  # on a step's edge: `_latency.FINE`
-            i -= 1
+        i = FINE[trunc(elapsed * FINE_SCALE - EDGE)]
     except IndexError:  # 13 ms or more: search the bounds
         i = bucket_of(BOUNDS, elapsed)
     next(lat[i] or rolling.latency.counter(i))
@@ -293,9 +289,7 @@ def sync_wrapper(name: str, fn: Callable[P, T], fallback: Fallback[T] | None) ->
                 # After counting, which turns the window over if due: the duration then lands in the current bucket.
                 lat = rolling.lat  # the run's duration is the call's: `_latency.record`, inlined
                 try:
-                    i = FINE[trunc(elapsed * FINE_SCALE)]
-                    if elapsed <= LOWER[i]:  # on a step's edge: `_latency.FINE`
-                        i -= 1
+                    i = FINE[trunc(elapsed * FINE_SCALE - EDGE)]
                 except IndexError:  # 13 ms or more: search the bounds
                     i = bucket_of(BOUNDS, elapsed)
                 next(lat[i] or rolling.latency.counter(i))
@@ -324,9 +318,7 @@ def sync_wrapper(name: str, fn: Callable[P, T], fallback: Fallback[T] | None) ->
         # After counting, which turns the window over if due: the duration then lands in the current bucket.
         lat = rolling.lat  # the run's duration is the call's: `_latency.record`, inlined
         try:
-            i = FINE[trunc(elapsed * FINE_SCALE)]
-            if elapsed <= LOWER[i]:  # on a step's edge: `_latency.FINE`
-                i -= 1
+            i = FINE[trunc(elapsed * FINE_SCALE - EDGE)]
         except IndexError:  # 13 ms or more: search the bounds
             i = bucket_of(BOUNDS, elapsed)
         next(lat[i] or rolling.latency.counter(i))
@@ -418,9 +410,7 @@ def call_here(circuit: Circuit, fn: Callable[..., T], args: Args, kwargs: Kwargs
             # After counting, which turns the window over if due: the duration then lands in the current bucket.
             lat = rolling.lat  # the run's duration is the call's: `_latency.record`, inlined
             try:
-                i = FINE[trunc(elapsed * FINE_SCALE)]
-                if elapsed <= LOWER[i]:  # on a step's edge: `_latency.FINE`
-                    i -= 1
+                i = FINE[trunc(elapsed * FINE_SCALE - EDGE)]
             except IndexError:  # 13 ms or more: search the bounds
                 i = bucket_of(BOUNDS, elapsed)
             next(lat[i] or rolling.latency.counter(i))
@@ -449,9 +439,7 @@ def call_here(circuit: Circuit, fn: Callable[..., T], args: Args, kwargs: Kwargs
     # After counting, which turns the window over if due: the duration then lands in the current bucket.
     lat = rolling.lat  # the run's duration is the call's: `_latency.record`, inlined
     try:
-        i = FINE[trunc(elapsed * FINE_SCALE)]
-        if elapsed <= LOWER[i]:  # on a step's edge: `_latency.FINE`
-            i -= 1
+        i = FINE[trunc(elapsed * FINE_SCALE - EDGE)]
     except IndexError:  # 13 ms or more: search the bounds
         i = bucket_of(BOUNDS, elapsed)
     next(lat[i] or rolling.latency.counter(i))

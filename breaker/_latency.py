@@ -21,6 +21,7 @@ rejected) have no latency.
 from __future__ import annotations
 
 import bisect
+import collections
 import dataclasses
 import itertools
 import math
@@ -28,6 +29,9 @@ from collections.abc import Iterable, Mapping
 from math import trunc  # for a positive float, int() but cheaper: a plain function, not a type call
 from types import MappingProxyType
 from typing import Final
+
+#: Time buckets that left the window and are still watched for late counts.
+LEAVING: Final = 4
 
 __all__ = ["BOUNDS", "PERCENTILES", "Histogram", "LatencyStatistics", "LatencyWindow", "bucket_of"]
 
@@ -43,16 +47,16 @@ PERCENTILES: Final = (0.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 100.0)
 
 bucket_of: Final = bisect.bisect_left  # bucket_of(BOUNDS, seconds): the histogram bucket of a duration
 
-#: Durations under ``FINE_N / FINE_SCALE`` seconds (13 ms) find their bucket by table, then one comparison:
-#: ``i = FINE[trunc(d * FINE_SCALE)]``, then ``i - 1`` if ``d <= LOWER[i]``. ``FINE[j]`` is the bucket of the
-#: durations strictly inside the 0.1 us step ``(j / 1e7, (j + 1) / 1e7)``; bounds from 1 us up are whole steps, so
-#: no bound falls strictly inside a step, and the comparison with the bucket's lower bound settles a duration on
-#: (or, through the multiplication's rounding, next to) a step's edge exactly as `bucket_of` does. One index and
-#: one comparison instead of a binary search over float bounds (eight comparisons).
+#: Durations under ``FINE_N / FINE_SCALE`` seconds (13 ms) find their bucket by table:
+#: ``FINE[trunc(d * FINE_SCALE - EDGE)]``. ``FINE[j]`` is the bucket of the durations inside the 0.1 us step
+#: ``(j / 1e7, (j + 1) / 1e7)``; bounds from 1 us up are whole steps, so no bound falls inside a step. ``EDGE``
+#: (in steps: 1e-16 s) moves a duration on a step's edge, and one the multiplication rounded onto it, into the
+#: step below, so a duration exactly on a bound counts in the bucket the bound closes. Placement is exact except
+#: within 1e-16 s above a bound (clocks read nanoseconds at best). One index instead of a binary search over
+#: float bounds (eight comparisons).
 FINE_SCALE: Final = 1e7
 FINE_N: Final = 1 << 17
-#: ``LOWER[i]``: the lower bound of bucket ``i`` (exclusive), -inf for bucket 0.
-LOWER: Final = (-math.inf, *BOUNDS)
+EDGE: Final = 1e-9
 
 
 def _fine_table() -> tuple[int, ...]:
@@ -168,7 +172,7 @@ def histogram(counts: Mapping[int, int]) -> Histogram:
 class _Slot:
     """One time bucket's three histograms, and how often each counter was read (a read bumps it once)."""
 
-    __slots__ = ("both", "epoch", "fast", "reads", "run", "total")
+    __slots__ = ("both", "epoch", "fast", "folded", "reads", "run", "total")
 
     def __init__(self, epoch: int) -> None:
         self.epoch = epoch
@@ -179,6 +183,8 @@ class _Slot:
         self.run: Counts = {}
         self.total: Counts = {}
         self.reads: tuple[dict[int, int], dict[int, int], dict[int, int]] = ({}, {}, {})
+        #: What `LatencyWindow._retire` has folded so far, to add only what came since.
+        self.folded: tuple[dict[int, int], dict[int, int], dict[int, int]] = ({}, {}, {})
 
     def read(self) -> tuple[dict[int, int], dict[int, int], dict[int, int]]:
         """The counts of ``both``, ``run`` and ``total`` so far. Call under the owning circuit's lock."""
@@ -200,7 +206,7 @@ class LatencyWindow:
     ``both``, ``run`` and ``total`` (the current time bucket's), lock-free.
     """
 
-    __slots__ = ("_n", "_retired", "_slots", "both", "end", "fast", "run", "total", "width", "window")
+    __slots__ = ("_leaving", "_n", "_retired", "_slots", "both", "end", "fast", "run", "total", "width", "window")
 
     def __init__(self, window: float, buckets: int, now: float) -> None:
         self.window = window
@@ -209,6 +215,9 @@ class LatencyWindow:
         self._slots: list[_Slot | None] = [None] * buckets
         #: Counts of time buckets that left the window: (both, run, total), for the since-creation histograms.
         self._retired: tuple[dict[int, int], dict[int, int], dict[int, int]] = ({}, {}, {})
+        #: Time buckets that left the ring, still watched for late counts (a thread that looked up a histogram
+        #: just before its bucket left); the oldest are dropped past `LEAVING`.
+        self._leaving: collections.deque[_Slot] = collections.deque()
         self._start(int(now // self.width))
 
     def __repr__(self) -> str:
@@ -230,10 +239,17 @@ class LatencyWindow:
         self.fast[i] = counter
         return counter
 
-    def _retire(self, slot: _Slot) -> None:
-        for into, counts in zip(self._retired, slot.read(), strict=True):
+    def _retire(self, slot: _Slot, *, watch: bool = True) -> None:
+        """Fold what ``slot`` counted since it was last folded into the since-creation counts."""
+        for into, counts, folded in zip(self._retired, slot.read(), slot.folded, strict=True):
             for i, n in counts.items():
-                into[i] = into.get(i, 0) + n
+                into[i] = into.get(i, 0) + n - folded.get(i, 0)
+                folded[i] = n
+        if watch:
+            slot.fast = []  # only a straggler still holding the list writes to it (its counters are in the dicts)
+            self._leaving.append(slot)
+            while len(self._leaving) > LEAVING:
+                self._retire(self._leaving.popleft(), watch=False)
 
     def advance(self, now: float) -> None:
         """Start the time bucket of ``now`` if it is past the current one."""
@@ -255,6 +271,8 @@ class LatencyWindow:
     def snapshot(self, now: float) -> tuple[LatencyStatistics, LatencyStatistics, Histogram, Histogram]:
         """Execution and total latency over the window at ``now``, and the run and total histograms since
         creation."""
+        for leaving in self._leaving:  # their late counts
+            self._retire(leaving, watch=False)
         oldest = int(now // self.width) - self._n + 1
         window: list[tuple[dict[int, int], dict[int, int], dict[int, int]]] = []
         held = []
@@ -278,16 +296,12 @@ class LatencyWindow:
         new = LatencyWindow(window, buckets, now)
         for into, counts in zip(new._retired, self.retire_all(), strict=True):
             into.update(counts)
+        new._leaving = self._leaving  # watched from the new window now: their late counts are its
         return new
 
 
 def record(counts: Counts, seconds: float) -> None:
     """Count one duration in ``counts`` (lock-free). The hot paths inline this."""
-    i = trunc(seconds * FINE_SCALE)
-    if 0 <= i < FINE_N:  # (the hot paths skip the check for 0: their durations are never negative)
-        i = FINE[i]
-        if seconds <= LOWER[i]:
-            i -= 1
-    else:
-        i = bucket_of(BOUNDS, seconds)
+    i = trunc(seconds * FINE_SCALE - EDGE)
+    i = FINE[i] if 0 <= i < FINE_N else bucket_of(BOUNDS, seconds)  # (the hot paths skip the check for 0)
     next(counts.get(i) or counts.setdefault(i, itertools.count()))

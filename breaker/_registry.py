@@ -102,7 +102,7 @@ class Registry:
                     continue  # a collector was registered meanwhile: make them again
                 circuit = Circuit(name, self.get_settings(name), self.clock, self.emit)
                 if collectors:
-                    circuit.set_collectors(collectors)
+                    circuit.add_collectors(collectors)
                 circuit.set_live(self is _current)
                 self.circuits[name] = circuit
                 return circuit, True
@@ -115,7 +115,7 @@ class Registry:
         for circuit in existing:  # user code: outside the lock
             made = make_collectors((factory,), circuit.name)
             if made:
-                circuit.set_collectors((*circuit.collectors, *made))
+                circuit.add_collectors(made)
 
     def add_listener(self, listener: Listener) -> None:
         check_callable("listener", "on_state_change", listener)

@@ -5,7 +5,9 @@ counts them on `itertools.count` objects, whose ``next()`` is one atomic C call.
 ``next()`` again, minus the reads made before (`_read`), so reads are exact too; they happen only under the
 circuit's lock. Every other event is counted under the circuit's lock in plain lists.
 Running totals over the window are kept up to date as buckets expire, so the health check never sums the ring.
-Counts since creation cost nothing per call: a bucket's counts join ``_retired`` when it is reset.
+Counts since creation cost nothing per call: a bucket's counts join ``_retired`` when it is reset. A thread may
+still bump a counter it looked up just before the reset (it is between two bytecodes): the counters that left
+the ring stay on a short list (`LEAVING` of them) whose late counts are drained into ``_retired`` too.
 
 The counter also carries the circuit's `LatencyWindow`, whose time buckets turn over as the ring advances, so
 that the hot path needs no clock check of its own: it counts durations in ``lat``.
@@ -13,6 +15,7 @@ that the hot path needs no clock check of its own: it counts durations in ``lat`
 
 from __future__ import annotations
 
+import collections
 import itertools
 
 from ._events import FAILURE, N_EVENTS, REJECTED, SHORT_CIRCUIT, SUCCESS, TIMEOUT
@@ -23,6 +26,20 @@ __all__ = ["RollingCounter"]
 _ERRORS = (FAILURE, TIMEOUT, REJECTED)
 #: The slots counted lock-free, on itertools.count objects.
 LOCK_FREE = (SUCCESS, FAILURE, SHORT_CIRCUIT)
+#: How many counters that left the ring are still watched for late counts: far more than any straggler needs
+#: (one between two bytecodes when its counter is replaced), while bounded.
+LEAVING = 32
+
+
+class _Leaving:
+    """A counter that left the ring, and the raw value it reads next if nothing more was counted on it."""
+
+    __slots__ = ("counter", "expected", "slot")
+
+    def __init__(self, counter: itertools.count[int], expected: int, slot: int) -> None:
+        self.counter = counter
+        self.expected = expected
+        self.slot = slot
 
 
 class RollingCounter:
@@ -49,6 +66,7 @@ class RollingCounter:
     __slots__ = (
         "_counts",
         "_epoch",
+        "_leaving",
         "_n",
         "_reads",
         "_retired",
@@ -83,6 +101,8 @@ class RollingCounter:
         self.peaks = [0] * buckets
         #: Counts of buckets that were reset: with the ring's, the counts since creation.
         self._retired = [0] * N_EVENTS
+        #: Counters that left the ring, watched for late counts (`_drain`).
+        self._leaving: collections.deque[_Leaving] = collections.deque()
         self.latency = latency = LatencyWindow(60.0, 6, now) if latency is None else latency
         self.lat = latency.fast
         self._set_epoch(int(now // self.width))
@@ -106,10 +126,24 @@ class RollingCounter:
         reads[i] += 1
         return value
 
+    def _leave(self, slot: int, i: int, *, trim: bool = True) -> int:
+        """Bucket ``i``'s counter of lock-free ``slot`` leaves the ring: its count, and it is watched for late ones."""
+        raw = next(self._tallies[slot][i])
+        self._leaving.append(_Leaving(self._tallies[slot][i], raw + 1, slot))
+        while trim and len(self._leaving) > LEAVING:
+            self._drain(self._leaving.popleft())
+        return raw - self._reads[slot][i]
+
+    def _drain(self, entry: _Leaving) -> None:
+        """Add the late counts of a counter that left the ring to ``_retired``."""
+        raw = next(entry.counter)
+        self._retired[entry.slot] += raw - entry.expected
+        entry.expected = raw + 1  # this read's own bump
+
     def _reset(self, i: int) -> None:
         retired, counts = self._retired, self._counts[i]
         for slot in range(N_EVENTS):
-            retired[slot] += self._read(slot, i) if slot in LOCK_FREE else counts[slot]
+            retired[slot] += self._leave(slot, i) if slot in LOCK_FREE else counts[slot]
         counts[:] = [0] * N_EVENTS  # in place: `current` may point at it
         self.peaks[i] = 0
         for slot in LOCK_FREE:
@@ -167,6 +201,8 @@ class RollingCounter:
 
     def cumulative(self) -> list[int]:
         """The counts since creation: the reset buckets' and every bucket still in the ring."""
+        for entry in self._leaving:
+            self._drain(entry)
         totals = list(self._retired)
         for i, counts in enumerate(self._counts):
             for slot in range(N_EVENTS):
@@ -233,14 +269,18 @@ class RollingCounter:
         """A counter of the new geometry holding the counts of this one that fall in its window."""
         new = RollingCounter(window, buckets, now, self.latency)
         self.advance(now)
-        new._retired = self.cumulative()  # everything so far; the moved counts are taken off again below
+        for entry in self._leaving:
+            self._drain(entry)
+        retired = new._retired = list(self._retired)  # plus every bucket below; the moved counts come off again
         moved = [[0] * N_EVENTS for _ in range(new._n)]
         for k in range(self._n):
             e = self._epoch - k
             i = e % self._n
             bucket = list(self._counts[i])
             for slot in LOCK_FREE:
-                bucket[slot] = self._read(slot, i)
+                bucket[slot] = self._leave(slot, i, trim=False)  # a straggler's late count reaches the new one
+            for slot in range(N_EVENTS):
+                retired[slot] += bucket[slot]  # the same reads as moved: a count between two reads is not lost
             # The bucket's events happened somewhere in [e * width, (e + 1) * width); placing them at its start
             # keeps them in the window no longer than the old geometry would have.
             new_epoch = min(int((e * self.width) // new.width), new._epoch)
@@ -260,6 +300,9 @@ class RollingCounter:
             for slot in range(N_EVENTS):
                 new.totals[slot] += bucket[slot]
         new.errors = new.totals[FAILURE] + new.totals[TIMEOUT] + new.totals[REJECTED]
+        new._leaving = self._leaving  # watched from the new counter now: their late counts are its
+        while len(new._leaving) > LEAVING:
+            new._drain(new._leaving.popleft())
         new._set_epoch(new._epoch)
         new.peaks[new._epoch % new._n] = self.peak_at(now)  # the peak seen over the old window carries over
         return new

@@ -22,7 +22,7 @@ Metrics, each labelled with the command ``name``:
   ``fallback-failure``, ``cancelled``). A circuit's counts survive its rolling window, its closing and its
   reconfiguration; `breaker.flush` starts them again from zero (a counter reset, which ``rate()`` handles).
 - ``breaker_call_duration_seconds{name}`` (histogram): how long the runs took, for calls whose run started. Bucket
-  counts are exact; ``_sum`` is estimated from the middle of each duration's bucket (within 6%).
+  counts are exact; ``_sum`` is estimated from the middle of each duration's bucket (within 8%).
 - ``breaker_concurrent_calls{name}`` (gauge): tickets held, abandoned runs included.
 - ``breaker_abandoned_calls{name}`` (gauge): runs that outlived their timeout and are still running.
 - ``breaker_error_percentage{name}`` (gauge): the error percentage over the rolling window, as the circuit
@@ -117,7 +117,7 @@ def _families() -> _Families:
         HistogramMetricFamily(
             "breaker_call_duration_seconds",
             "Run duration of the calls that ran. Bucket counts are exact; the sum is estimated from bucket "
-            "midpoints (within 6%).",
+            "midpoints (within 8%).",
             labels=["name"],
             unit="seconds",
         ),
