@@ -87,8 +87,8 @@ class CircuitStatistics:
             an outcome is recorded under the lock, when a call finds no ticket, and at each `statistics()`.
         cumulative: Every event name mapped to its count since the circuit was created (monotonic).
         latency_execute: Run durations over the latency window (calls that ran).
-        latency_total: Whole call durations over the latency window, fallback and thread hand-off included
-            (calls that ran).
+        latency_total: Whole call durations over the latency window, fallback included (calls that ran; the
+            microseconds of a thread hand-off are left out, as in hystrix-go).
         run_durations: Run durations since creation, by histogram bucket.
         total_durations: Whole call durations since creation, by histogram bucket.
         settings: The settings the circuit runs with.

@@ -122,7 +122,9 @@ def do(name: str, run: Callable[[], T], fallback: Callable[[Exception], T] | Non
     if circuit is None:
         registry, circuit = circuit_for(name)
     if circuit.detour:
-        return detour(registry, circuit, run, (), _EMPTY, fallback)
+        if circuit.collectors:
+            return detour(registry, circuit, run, (), _EMPTY, fallback)
+        return call_in_thread(registry, circuit, run, (), _EMPTY, fallback)
     fn, args, kwargs = run, (), _EMPTY
     # -- the caller path: the same text in do(), sync_wrapper() and call_here(); tests/test_execute.py checks it --
     clock = circuit.clock
@@ -235,8 +237,10 @@ def sync_wrapper(name: str, fn: Callable[P, T], fallback: Fallback[T] | None) ->
             if not circuit.live:
                 circuit = _registry._current.get_circuit(name)[0]
             if circuit.detour:
-                result: T = detour(_registry._current, circuit, fn, args, kwargs, fallback)
-                return result
+                if circuit.collectors:
+                    result: T = detour(_registry._current, circuit, fn, args, kwargs, fallback)
+                    return result
+                return call_in_thread(_registry._current, circuit, fn, args, kwargs, fallback)
         # -- the caller path: the same text in do(), sync_wrapper() and call_here(); tests/test_execute.py checks it --
         clock = circuit.clock
         start = clock()
@@ -454,12 +458,22 @@ def call_here(circuit: Circuit, fn: Callable[..., T], args: Args, kwargs: Kwargs
 
 
 class _Attempt(Generic[T]):  # Generic costs nothing per instance: it defines no __new__ or __init__
-    """One run handed to a worker. Its outcome is decided once, by whichever of run and timeout pops ``guard``."""
+    """One run handed to a worker. Its outcome is decided once, by whichever of run and timeout pops ``guard``.
 
-    __slots__ = ("args", "circuit", "done", "error", "fn", "guard", "kwargs", "probe", "slot", "value")
+    Durations. The worker measures the run. A success or a bad request (no fallback runs) counts it as the call's
+    duration too (``both``): the hand-off to the worker and back, some microseconds, is left out, as hystrix-go
+    leaves it out; this keeps the path the caller waits on to one count. A failure counts it as a run
+    (``run``), and the caller counts the call's total, run plus fallback (``total``).
+    """
+
+    __slots__ = ("args", "circuit", "done", "error", "fn", "guard", "kwargs", "probe", "ran", "slot", "value")
 
     value: T  # set when the run returns
     slot: int  # set when the run raises: FAILURE or BAD_REQUEST
+    ran: float  # seconds the run took, set when it ends
+    #: Whether an answered call's duration counts as both the run's and the call's (see above); `go()`'s futures
+    #: count the call's total when they are resolved instead.
+    RUN_IS_TOTAL = True
 
     def __init__(self, circuit: Circuit, fn: Callable[..., T], args: Args, kwargs: Kwargs, probe: int) -> None:
         self.circuit = circuit
@@ -489,7 +503,7 @@ class _Attempt(Generic[T]):  # Generic costs nothing per instance: it defines no
             slot = self.slot = BAD_REQUEST if ignored and isinstance(error, ignored) else FAILURE
         else:
             slot = SUCCESS
-            if not self.probe:
+            if not self.probe and self.RUN_IS_TOTAL:
                 try:
                     self.guard.pop()  # the once-guard
                 except IndexError:
@@ -503,15 +517,24 @@ class _Attempt(Generic[T]):  # Generic costs nothing per instance: it defines no
                             circuit.check_health(now)
                     else:
                         circuit.count_success(now)
-                    record(rolling.latency.run, now - begin)  # after counting, which turns the window over
+                    # After counting, which turns the window over if due: `_latency.record`, inlined.
+                    lat = rolling.lat
+                    try:
+                        i = FINE[trunc((now - begin) * FINE_SCALE - EDGE)]
+                    except IndexError:  # 13 ms or more: search the bounds
+                        i = bucket_of(BOUNDS, now - begin)
+                    next(lat[i] or rolling.latency.counter(i))
                     if circuit._debt:
                         circuit.give_back()
                     else:
                         circuit._tokens.append(1)
                     return self.done.put
         now = clock()
+        self.ran = now - begin
         decided = circuit.finish(self, slot, now)
-        record(circuit._rolling.latency.run, now - begin)  # after counting, which turns the window over
+        latency = circuit._rolling.latency  # after counting, which turns the window over
+        answered = decided and slot != FAILURE and self.RUN_IS_TOTAL
+        record(latency.both if answered else latency.run, self.ran)
         if decided:
             return self.done.put
         self.error = None  # a late result: discarded
@@ -523,10 +546,18 @@ class _Attempt(Generic[T]):  # Generic costs nothing per instance: it defines no
         if error is None:
             return self.value
         self.error = None
-        if self.slot == FAILURE and isinstance(error, Exception):
-            return fall_back(self.circuit, error, args, kwargs, fallback)
+        if self.slot == FAILURE:
+            began = self.circuit.clock()
+            try:
+                if isinstance(error, Exception):
+                    return fall_back(self.circuit, error, args, kwargs, fallback)
+                raise error  # a BaseException: to the caller, no fallback
+            finally:
+                if self.RUN_IS_TOTAL:  # the run, then the fallback
+                    record(self.circuit._rolling.latency.total, self.ran + self.circuit.clock() - began)
+                del error
         try:
-            raise error  # a bad request, or a BaseException: to the caller, no fallback
+            raise error  # a bad request: to the caller, no fallback
         finally:
             del error
 
@@ -540,7 +571,6 @@ def call_in_thread(
     fallback: Fallback[T] | None,
 ) -> T:
     """Thread isolation: run on a worker and wait at most the timeout."""
-    start = circuit.clock()
     probe = 0
     if circuit._gate:  # `Circuit.try_enter`, inlined
         tokens = circuit._tokens
@@ -572,25 +602,23 @@ def call_in_thread(
     try:
         attempt.done.get(True, timeout if timeout <= _TIMEOUT_MAX else None)
     except queue.Empty:
-        if circuit.time_out(attempt, circuit.clock()):
+        timed_out = circuit.clock()
+        if circuit.time_out(attempt, timed_out):
             try:
                 return fall_back(circuit, CommandTimeoutError(circuit.name, timeout), args, kwargs, fallback)
-            finally:
-                record(circuit._rolling.latency.total, circuit.clock() - start)
+            finally:  # the wait (the timeout), then the fallback
+                record(circuit._rolling.latency.total, timeout + circuit.clock() - timed_out)
         attempt.done.get()  # the run finished as the wait ran out: its outcome stands and is counted
     if attempt.error is None:
-        record(circuit._rolling.latency.total, circuit.clock() - start)
         return attempt.value
-    try:
-        return attempt.answer(args, kwargs, fallback)
-    finally:
-        record(circuit._rolling.latency.total, circuit.clock() - start)
+    return attempt.answer(args, kwargs, fallback)
 
 
 class _FutureAttempt(_Attempt[T]):
     """A run started by `go()`: the worker or the timer resolves the future."""
 
     __slots__ = ("fallback", "future", "registry", "start", "timer_entry", "user_args", "user_kwargs")
+    RUN_IS_TOTAL = False  # `_resolve` counts the call's total, from go() to the future's result
 
     def __init__(
         self,

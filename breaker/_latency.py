@@ -10,9 +10,10 @@ Counting is lock-free, as for the event counters (`_rolling`): a time bucket's h
 `itertools.count` objects, created on first use with ``dict.setdefault`` (atomic) and bumped with ``next()``
 (atomic). Each time bucket keeps three histograms, so that the common case counts once:
 
-- ``both``: calls whose run took as long as the whole call (caller isolation, no fallback ran);
-- ``run``: run durations of the other calls (thread isolation, or a fallback ran);
-- ``total``: the whole duration of those calls, fallback and hand-off included.
+- ``both``: calls whose run took as long as the whole call (no fallback ran; in thread isolation the hand-off to
+  the worker and back, some microseconds, is left out, as hystrix-go leaves it out);
+- ``run``: run durations of the other calls (a fallback ran, or a `go()` future);
+- ``total``: the whole duration of those calls, fallback included.
 
 Execution latency is ``both + run``; total latency is ``both + total``. Calls that never ran (short-circuited or
 rejected) have no latency.
