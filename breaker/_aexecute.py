@@ -231,7 +231,9 @@ async def do_async(
     rolling = circuit._rolling
     if probe:
         await _finish(circuit, SUCCESS, probe, end)
-    elif end < rolling.end and not circuit._watch:  # the lock-free success count, as in the sync driver
+        record(rolling.latency.both, elapsed)  # after counting, which turns the window over if due
+        return value
+    if end < rolling.end and not circuit._watch:  # the lock-free success count, as in the sync driver
         next(rolling.success)
     else:
         await _finish(circuit, SUCCESS, 0, end, ticket=False)
@@ -242,8 +244,6 @@ async def do_async(
     except IndexError:  # 13 ms or more: search the bounds
         i = bucket_of(BOUNDS, elapsed)
     next(lat[i] or rolling.latency.counter(i))
-    if probe:
-        return value
     if circuit._debt:
         await _finish_repay(circuit)
     else:
@@ -348,7 +348,9 @@ def async_wrapper(
         rolling = circuit._rolling
         if probe:
             await _finish(circuit, SUCCESS, probe, end)
-        elif end < rolling.end and not circuit._watch:  # the lock-free success count, as in the sync driver
+            record(rolling.latency.both, elapsed)  # after counting, which turns the window over if due
+            return value
+        if end < rolling.end and not circuit._watch:  # the lock-free success count, as in the sync driver
             next(rolling.success)
         else:
             await _finish(circuit, SUCCESS, 0, end, ticket=False)
@@ -359,8 +361,6 @@ def async_wrapper(
         except IndexError:  # 13 ms or more: search the bounds
             i = bucket_of(BOUNDS, elapsed)
         next(lat[i] or rolling.latency.counter(i))
-        if probe:
-            return value
         if circuit._debt:
             await _finish_repay(circuit)
         else:
@@ -492,7 +492,9 @@ async def call_here_async(
     rolling = circuit._rolling
     if probe:
         await _finish(circuit, SUCCESS, probe, end)
-    elif end < rolling.end and not circuit._watch:  # the lock-free success count, as in the sync driver
+        record(rolling.latency.both, elapsed)  # after counting, which turns the window over if due
+        return value
+    if end < rolling.end and not circuit._watch:  # the lock-free success count, as in the sync driver
         next(rolling.success)
     else:
         await _finish(circuit, SUCCESS, 0, end, ticket=False)
@@ -503,8 +505,6 @@ async def call_here_async(
     except IndexError:  # 13 ms or more: search the bounds
         i = bucket_of(BOUNDS, elapsed)
     next(lat[i] or rolling.latency.counter(i))
-    if probe:
-        return value
     if circuit._debt:
         await _finish_repay(circuit)
     else:

@@ -198,7 +198,9 @@ def do(name: str, run: Callable[[], T], fallback: Callable[[Exception], T] | Non
     rolling = circuit._rolling
     if probe:
         circuit.complete(SUCCESS, probe, end)
-    elif end < rolling.end:  # `Circuit.count_success`, inlined
+        record(rolling.latency.both, elapsed)  # after counting, which turns the window over if due
+        return value
+    if end < rolling.end:  # `Circuit.count_success`, inlined
         next(rolling.success)  # atomic: no lock
         if circuit._watch:
             circuit.check_health(end)
@@ -211,8 +213,6 @@ def do(name: str, run: Callable[[], T], fallback: Callable[[Exception], T] | Non
     except IndexError:  # 13 ms or more: search the bounds
         i = bucket_of(BOUNDS, elapsed)
     next(lat[i] or rolling.latency.counter(i))
-    if probe:
-        return value
     if circuit._debt:
         circuit.give_back()
     else:
@@ -313,7 +313,9 @@ def sync_wrapper(name: str, fn: Callable[P, T], fallback: Fallback[T] | None) ->
         rolling = circuit._rolling
         if probe:
             circuit.complete(SUCCESS, probe, end)
-        elif end < rolling.end:  # `Circuit.count_success`, inlined
+            record(rolling.latency.both, elapsed)  # after counting, which turns the window over if due
+            return value
+        if end < rolling.end:  # `Circuit.count_success`, inlined
             next(rolling.success)  # atomic: no lock
             if circuit._watch:
                 circuit.check_health(end)
@@ -326,8 +328,6 @@ def sync_wrapper(name: str, fn: Callable[P, T], fallback: Fallback[T] | None) ->
         except IndexError:  # 13 ms or more: search the bounds
             i = bucket_of(BOUNDS, elapsed)
         next(lat[i] or rolling.latency.counter(i))
-        if probe:
-            return value
         if circuit._debt:
             circuit.give_back()
         else:
@@ -434,7 +434,9 @@ def call_here(circuit: Circuit, fn: Callable[..., T], args: Args, kwargs: Kwargs
     rolling = circuit._rolling
     if probe:
         circuit.complete(SUCCESS, probe, end)
-    elif end < rolling.end:  # `Circuit.count_success`, inlined
+        record(rolling.latency.both, elapsed)  # after counting, which turns the window over if due
+        return value
+    if end < rolling.end:  # `Circuit.count_success`, inlined
         next(rolling.success)  # atomic: no lock
         if circuit._watch:
             circuit.check_health(end)
@@ -447,8 +449,6 @@ def call_here(circuit: Circuit, fn: Callable[..., T], args: Args, kwargs: Kwargs
     except IndexError:  # 13 ms or more: search the bounds
         i = bucket_of(BOUNDS, elapsed)
     next(lat[i] or rolling.latency.counter(i))
-    if probe:
-        return value
     if circuit._debt:
         circuit.give_back()
     else:
