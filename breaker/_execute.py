@@ -503,7 +503,7 @@ class _Attempt(Generic[T]):  # Generic costs nothing per instance: it defines no
             slot = self.slot = BAD_REQUEST if ignored and isinstance(error, ignored) else FAILURE
         else:
             slot = SUCCESS
-            if not self.probe and self.RUN_IS_TOTAL:
+            if not self.probe:
                 try:
                     self.guard.pop()  # the once-guard
                 except IndexError:
@@ -518,12 +518,15 @@ class _Attempt(Generic[T]):  # Generic costs nothing per instance: it defines no
                     else:
                         circuit.count_success(now)
                     # After counting, which turns the window over if due: `_latency.record`, inlined.
-                    lat = rolling.lat
-                    try:
-                        i = FINE[trunc((now - begin) * FINE_SCALE - EDGE)]
-                    except IndexError:  # 13 ms or more: search the bounds
-                        i = bucket_of(BOUNDS, now - begin)
-                    next(lat[i] or rolling.latency.counter(i))
+                    if self.RUN_IS_TOTAL:
+                        lat = rolling.lat
+                        try:
+                            i = FINE[trunc((now - begin) * FINE_SCALE - EDGE)]
+                        except IndexError:  # 13 ms or more: search the bounds
+                            i = bucket_of(BOUNDS, now - begin)
+                        next(lat[i] or rolling.latency.counter(i))
+                    else:  # a go() future: `_resolve` counts the call's total
+                        record(rolling.latency.run, now - begin)
                     if circuit._debt:
                         circuit.give_back()
                     else:
