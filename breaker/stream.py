@@ -482,6 +482,7 @@ class StreamServer:
         # may run on any thread.
         self._lock = threading.Lock()
         self._requests: dict[threading.Thread, socket.socket] = {}
+        self._closers: set[Callable[[], None]] = set()
         self._serving = False
         self._closed = False
         self._thread: threading.Thread | None = None
@@ -550,6 +551,9 @@ class StreamServer:
         self._publisher.close()  # every stream ends
         with self._lock:  # a copy: request threads remove themselves as they end
             requests = list(self._requests.items())
+            closers = list(self._closers)
+        for closer in closers:  # e.g. the dashboard's relays, whose threads may be blocked on another server
+            closer()
         for _, connection in requests:  # wakes a request thread blocked on a client that does not read
             with contextlib.suppress(OSError):
                 connection.shutdown(socket.SHUT_RDWR)
@@ -558,6 +562,18 @@ class StreamServer:
         self._httpd.server_close()
         if thread is not None:
             thread.join()
+
+    def _on_close(self, closer: Callable[[], None]) -> bool:
+        """Have `close` call ``closer`` (once however often it is given) before it joins the request threads.
+
+        Returns:
+            False, when the server is closed already (``closer`` is not called).
+        """
+        with self._lock:  # a closer given while close() runs is either called by it or refused
+            if self._closed:
+                return False
+            self._closers.add(closer)
+            return True
 
     def _track(self, thread: threading.Thread, connection: socket.socket) -> None:
         with self._lock:  # request threads come and go while close() may copy them
