@@ -1,23 +1,116 @@
-"""Command line: ``python -m breaker demo``."""
+"""Command line: ``python -m breaker demo`` and ``python -m breaker dashboard``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Sequence
 
-from ._demo import run_demo
+from . import dashboard
+from ._demo import DemoOptions, run_demo
+from ._load import LoadOptions
+
+DEFAULT_DURATION = 30.0
+
+
+def _duration(text: str) -> float:
+    """Seconds, as hey writes them too: ``30``, ``30s``, ``2m``, ``500ms``."""
+    units = (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0))
+    for suffix, scale in units:
+        if text.endswith(suffix) and text[: -len(suffix)].replace(".", "", 1).isdigit():
+            return float(text[: -len(suffix)]) * scale
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 30s, 2m, 500ms)") from None
+
+
+def _outage(text: str) -> tuple[float, float]:
+    start, colon, length = text.partition(":")
+    try:
+        if not colon:
+            raise ValueError
+        return float(start), float(length)
+    except ValueError:
+        raise ValueError(f"--outage must be START:LENGTH in seconds, e.g. 8:10, got {text!r}") from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m breaker", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser(
+        "demo",
+        help="drive load through circuit breakers at a flaky service: outage, fail fast, probe, recovery",
+        description="Drive load (as the hey tool does) through circuit breakers at two flaky HTTP services on "
+        "loopback; one goes down and recovers. With no -n or -z it runs for 30 s.",
+    )
+    demo.add_argument("-n", type=int, metavar="N", help="requests to make in all (ignored with -z)")
+    demo.add_argument("-c", type=int, default=8, metavar="C", help="concurrent workers (default 8)")
+    demo.add_argument("-q", type=float, default=20.0, metavar="Q", help="rate limit per worker, calls/s (default 20)")
+    demo.add_argument("-z", type=_duration, metavar="DURATION", help="run for this long, e.g. 30s (default 30s)")
+    demo.add_argument("--outage", default="8:10", metavar="START:LENGTH", help="seconds (default 8:10)")
+    demo.add_argument("--outage-mode", choices=("hang", "error"), default="hang", help="default hang")
+    demo.add_argument("--latency", type=_duration, default=0.02, help="a healthy answer's latency (default 20ms)")
+    demo.add_argument("--error-rate", type=float, default=0.02, help="share of errors when healthy (default 0.02)")
+    demo.add_argument("--timeout", type=_duration, default=0.25, help="each command's timeout (default 250ms)")
+    demo.add_argument("--port", type=int, default=8000, help="the dashboard's port (default 8000; 0: any free)")
+    demo.add_argument("--no-dashboard", action="store_true", help="serve no dashboard")
+    demo.add_argument("--seed", type=int, help="seed the services' errors")
+
+    board = commands.add_parser(
+        "dashboard",
+        help="serve the live dashboard (and this process's stream)",
+        description="Serve the dashboard at / and the Hystrix stream at /hystrix.stream. Give --stream to watch "
+        "another service's Hystrix stream; the page relays it through /proxy.stream.",
+    )
+    board.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    board.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    board.add_argument("--stream", action="append", metavar="URL", help="a Hystrix stream to watch (repeatable)")
+    board.add_argument("--no-proxy", action="store_true", help="do not relay other origins' streams")
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m breaker", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="watch a circuit trip, fail fast, probe and recover")
-    demo.add_argument("--speed", type=float, default=1.0, help="run the story this many times faster")
+    parser = _parser()
     args = parser.parse_args(argv)
-    if args.command == "demo":
-        outcomes = run_demo(sys.stdout, speed=args.speed)
-        print("outcomes:", ", ".join(f"{k}: {v}" for k, v in sorted(outcomes.items())))
+    if args.command == "dashboard":
+        return _dashboard(args)
+    return _demo(parser, args)
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    server = dashboard.serve(args.host, args.port, block=False, streams=args.stream, proxy=not args.no_proxy)
+    print(f"dashboard: http://{args.host}:{server.port}/  (Ctrl-C stops)", flush=True)
+    try:
+        while True:
+            time.sleep(3600)  # the server runs on its own threads; Ctrl-C ends the wait
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+    return 0
+
+
+def _demo(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    try:
+        start, length = _outage(args.outage)
+        duration = args.z if args.z is not None or args.n is not None else DEFAULT_DURATION
+        load = LoadOptions(requests=args.n or 200, concurrency=args.c, rate=args.q or None, duration=duration)
+        options = DemoOptions(
+            load=load,
+            outage_start=start,
+            outage_duration=length,
+            outage_mode=args.outage_mode,
+            latency=args.latency,
+            error_rate=args.error_rate,
+            timeout=args.timeout,
+            port=None if args.no_dashboard else args.port,
+            seed=args.seed,
+        )
+    except (TypeError, ValueError) as error:
+        parser.error(str(error))
+    run_demo(sys.stdout, options)
     return 0
 
 

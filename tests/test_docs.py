@@ -1,17 +1,12 @@
-"""The README's code, the examples and the demo run as documented."""
+"""The README's code and the examples run as documented."""
 
 from __future__ import annotations
 
-import io
 import re
 import runpy
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-from breaker._demo import run_demo
 
 ROOT = Path(__file__).resolve().parent.parent
 README_BLOCKS = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.DOTALL)
@@ -46,33 +41,3 @@ def test_quickstart_example_output(capsys: pytest.CaptureFixture[str]) -> None:
         "a one-off call",
         "in the background",
     ]
-
-
-def test_demo_tells_the_whole_story() -> None:
-    """The demo trips the circuit, fails fast while open, probes, and closes after recovery."""
-    out = io.StringIO()
-    outcomes = run_demo(out, speed=4.0)
-    text = out.getvalue()
-    assert "circuit 'inventory' opened (was closed)" in text
-    assert "circuit 'inventory' half-open" in text
-    assert "circuit 'inventory' opened (was half_open)" in text
-    assert "circuit 'inventory' is closed (was half_open)" in text
-    assert "still open: 10 calls -> 0 answers, 10 fallbacks; 0 reached the service" in text
-    assert "probe while down: 3 calls -> 0 answers, 3 fallbacks; 1 reached the service" in text
-    assert outcomes["answer"] == 6 + 10
-    assert outcomes["fallback after CommandTimeoutError"] == 6
-    assert outcomes["fallback after ConnectionError"] == 1
-    assert outcomes["fallback after CircuitOpenError"] == 10 + 2
-
-
-def test_demo_command_line() -> None:
-    """`python -m breaker demo` runs as a program and ends by itself."""
-    result = subprocess.run(
-        [sys.executable, "-m", "breaker", "demo", "--speed", "4"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    assert "final state: closed" in result.stdout
