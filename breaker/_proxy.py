@@ -47,7 +47,11 @@ def origin_of(query: str) -> str:
     if len(origins) != 1:
         raise ProxyError(400, "the proxy needs exactly one origin=<stream URL> in its query string")
     origin = origins[0]
-    parts = urllib.parse.urlsplit(origin)
+    try:
+        parts = urllib.parse.urlsplit(origin)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number from 0 to 65535
+    except ValueError:  # that, or an unclosed [IPv6 address
+        parts = urllib.parse.SplitResult("", "", "", "", "")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ProxyError(400, f"the proxy relays absolute http(s) URLs only, got {origin!r}")
     return origin
@@ -72,6 +76,7 @@ class Relay:
         self._lock = threading.Lock()
         self._closed = False
         self._response: http.client.HTTPResponse | None = None
+        self._sock: socket.socket | None = None  # kept: getresponse() drops a close-delimited answer's socket
 
     def __repr__(self) -> str:
         return f"<Relay {self.origin} {'closed' if self._closed else 'open'}>"
@@ -86,12 +91,15 @@ class Relay:
             self._connection.request("GET", self._target, headers={"Accept": "text/event-stream", "Host": self._host})
             with self._lock:  # a close() that came while connecting must still wake the read below
                 if self._closed:
+                    self._connection.close()
                     raise ProxyError(502, "the proxy was closed")
+                self._sock = self._connection.sock
             response = self._connection.getresponse()
         except (OSError, http.client.HTTPException) as error:
             raise ProxyError(502, f"cannot read {self.origin}: {error!r}") from error
         kind = response.getheader("Content-Type", "")
         if response.status != 200 or not kind.startswith("text/event-stream"):
+            response.close()  # a close-delimited answer holds the socket, not the connection
             self.close()
             raise ProxyError(502, f"{self.origin} answered {response.status} {kind!r}, not a 200 event stream")
         self._response = response
@@ -104,8 +112,10 @@ class Relay:
         while True:
             try:
                 chunk = response.read1(_CHUNK)
-            except (OSError, ValueError, http.client.HTTPException):
-                return  # closed under us, timed out, or cut off: the page's EventSource reconnects
+            except (OSError, ValueError, AttributeError, http.client.HTTPException):
+                # AttributeError: close() on another thread closed the response under the read (http.client is
+                # not thread-safe); else closed under us, timed out, or cut off: the page's EventSource reconnects
+                return
             if not chunk:
                 return
             yield chunk
@@ -116,7 +126,7 @@ class Relay:
             if self._closed:
                 return
             self._closed = True
-            sock = self._connection.sock
+            sock = self._sock or self._connection.sock
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)

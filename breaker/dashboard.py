@@ -79,7 +79,9 @@ def page(*, streams: Sequence[str] | None = None, proxy: bool = False) -> bytes:
 def _streams(streams: Sequence[str] | None) -> list[str]:
     if streams is None:
         return [_STREAM]
-    if isinstance(streams, str) or not all(isinstance(s, str) and s for s in streams):
+    if isinstance(streams, str) or not isinstance(streams, Sequence):
+        raise TypeError(f"streams must be a sequence of non-empty URL strings, got {streams!r}")
+    if not all(isinstance(s, str) and s for s in streams):
         raise TypeError(f"streams must be a sequence of non-empty URL strings, got {streams!r}")
     return list(streams) or [_STREAM]
 
@@ -315,6 +317,8 @@ class ASGIApp:
         self._proxy = bool(proxy)
         self._relays = Relays(limit=5)
         self._send_timeout = seconds("send_timeout", send_timeout)
+        for name, _ in ASSETS.values():
+            _asset(name)  # read the packaged files now: not on the event loop, at the first request
 
     def __repr__(self) -> str:
         return f"<dashboard.ASGIApp streams={self._streams} proxy={self._proxy} stream={self.stream!r}>"
@@ -400,7 +404,7 @@ class ASGIApp:
             watcher.cancel()
             while item is not None:  # the pump's last word: after it, its thread is done
                 item = await items.get()
-            thread.join()
+            await asyncio.to_thread(thread.join)  # at once, but not on the loop: the thread may not have exited
 
     def close(self) -> None:
         """End every stream and relay, and stop the stream's thread (call it off the event loop)."""
