@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 
@@ -74,6 +76,10 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        # Ctrl-C stops both commands cleanly, even when started from a script that runs them in the background
+        # (a shell starts background jobs with SIGINT ignored, and Python then installs no handler of its own).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     if args.command == "dashboard":
         return _dashboard(args)
     return _demo(parser, args)
