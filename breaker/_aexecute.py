@@ -36,7 +36,7 @@ from ._events import (
     State,
 )
 from ._execute import _EMPTY, _STALE, Args, Kwargs
-from ._latency import BOUNDS, EDGE, FINE, FINE_SCALE, bucket_of, record
+from ._latency import BOUNDS, EDGE, FINE, FINE_SCALE, both_counter, bucket_of, record_both, record_run, record_total
 from ._observe import NotAwaitable, Watch
 from ._registry import check_callable, circuit_for
 
@@ -207,7 +207,7 @@ async def do_async(
         end = clock()
         if circuit.ignored and isinstance(error, circuit.ignored):
             await _finish(circuit, BAD_REQUEST, probe, end)
-            record(circuit._rolling.latency.both, end - start)  # no fallback runs for a bad request
+            record_both(circuit, end - start)  # no fallback runs for a bad request
             raise
         if (deadline is not None and deadline.expired()) or end - start > timeout:
             await _finish(circuit, TIMEOUT, probe, end)
@@ -220,7 +220,7 @@ async def do_async(
     except BaseException:
         end = clock()
         await _finish(circuit, FAILURE, probe, end)
-        record(circuit._rolling.latency.both, end - start)
+        record_both(circuit, end - start)
         raise
     end = clock()
     elapsed = end - start
@@ -231,19 +231,19 @@ async def do_async(
     rolling = circuit._rolling
     if probe:
         await _finish(circuit, SUCCESS, probe, end)
-        record(rolling.latency.both, elapsed)  # after counting, which turns the window over if due
+        record_both(circuit, elapsed)  # after counting, which turns the window over if due
         return value
     if end < rolling.end and not circuit._watch:  # the lock-free success count, as in the sync driver
         next(rolling.success)
     else:
         await _finish(circuit, SUCCESS, 0, end, ticket=False)
     # After counting, which turns the window over if due: the duration then lands in the current bucket.
-    lat = rolling.lat  # the run's duration is the call's: `_latency.record`, inlined
-    try:
+    try:  # the run's duration is the call's: `_latency.record`, inlined
         i = FINE[trunc(elapsed * FINE_SCALE - EDGE)]
     except IndexError:  # 13 ms or more: search the bounds
         i = bucket_of(BOUNDS, elapsed)
-    next(lat[i] or rolling.latency.counter(i))
+    lat = circuit._rolling.lat  # read after the last call: see `_latency.record_both`
+    next(lat[i] or both_counter(circuit, i))
     if circuit._debt:
         await _finish_repay(circuit)
     else:
@@ -324,7 +324,7 @@ def async_wrapper(
             end = clock()
             if circuit.ignored and isinstance(error, circuit.ignored):
                 await _finish(circuit, BAD_REQUEST, probe, end)
-                record(circuit._rolling.latency.both, end - start)  # no fallback runs for a bad request
+                record_both(circuit, end - start)  # no fallback runs for a bad request
                 raise
             if (deadline is not None and deadline.expired()) or end - start > timeout:
                 await _finish(circuit, TIMEOUT, probe, end)
@@ -337,7 +337,7 @@ def async_wrapper(
         except BaseException:
             end = clock()
             await _finish(circuit, FAILURE, probe, end)
-            record(circuit._rolling.latency.both, end - start)
+            record_both(circuit, end - start)
             raise
         end = clock()
         elapsed = end - start
@@ -348,19 +348,19 @@ def async_wrapper(
         rolling = circuit._rolling
         if probe:
             await _finish(circuit, SUCCESS, probe, end)
-            record(rolling.latency.both, elapsed)  # after counting, which turns the window over if due
+            record_both(circuit, elapsed)  # after counting, which turns the window over if due
             return value
         if end < rolling.end and not circuit._watch:  # the lock-free success count, as in the sync driver
             next(rolling.success)
         else:
             await _finish(circuit, SUCCESS, 0, end, ticket=False)
         # After counting, which turns the window over if due: the duration then lands in the current bucket.
-        lat = rolling.lat  # the run's duration is the call's: `_latency.record`, inlined
-        try:
+        try:  # the run's duration is the call's: `_latency.record`, inlined
             i = FINE[trunc(elapsed * FINE_SCALE - EDGE)]
         except IndexError:  # 13 ms or more: search the bounds
             i = bucket_of(BOUNDS, elapsed)
-        next(lat[i] or rolling.latency.counter(i))
+        lat = circuit._rolling.lat  # read after the last call: see `_latency.record_both`
+        next(lat[i] or both_counter(circuit, i))
         if circuit._debt:
             await _finish_repay(circuit)
         else:
@@ -381,15 +381,14 @@ async def _fall_back_timed(
     end: float,
 ) -> Any:
     """`_fall_back` after a run that took from ``start`` to ``end``: counts its duration, and the call's."""
-    latency = circuit._rolling.latency
     if fallback is None:
-        record(latency.both, end - start)
+        record_both(circuit, end - start)
         return await _fall_back(circuit, error, args, kwargs, fallback)
-    record(latency.run, end - start)
+    record_run(circuit, end - start)
     try:
         return await _fall_back(circuit, error, args, kwargs, fallback)
     finally:  # the latency window now: the fallback may have reconfigured it
-        record(circuit._rolling.latency.total, circuit.clock() - start)
+        record_total(circuit, circuit.clock() - start)
 
 
 async def observed_async(
@@ -468,7 +467,7 @@ async def call_here_async(
         end = clock()
         if circuit.ignored and isinstance(error, circuit.ignored):
             await _finish(circuit, BAD_REQUEST, probe, end)
-            record(circuit._rolling.latency.both, end - start)  # no fallback runs for a bad request
+            record_both(circuit, end - start)  # no fallback runs for a bad request
             raise
         if (deadline is not None and deadline.expired()) or end - start > timeout:
             await _finish(circuit, TIMEOUT, probe, end)
@@ -481,7 +480,7 @@ async def call_here_async(
     except BaseException:
         end = clock()
         await _finish(circuit, FAILURE, probe, end)
-        record(circuit._rolling.latency.both, end - start)
+        record_both(circuit, end - start)
         raise
     end = clock()
     elapsed = end - start
@@ -492,19 +491,19 @@ async def call_here_async(
     rolling = circuit._rolling
     if probe:
         await _finish(circuit, SUCCESS, probe, end)
-        record(rolling.latency.both, elapsed)  # after counting, which turns the window over if due
+        record_both(circuit, elapsed)  # after counting, which turns the window over if due
         return value
     if end < rolling.end and not circuit._watch:  # the lock-free success count, as in the sync driver
         next(rolling.success)
     else:
         await _finish(circuit, SUCCESS, 0, end, ticket=False)
     # After counting, which turns the window over if due: the duration then lands in the current bucket.
-    lat = rolling.lat  # the run's duration is the call's: `_latency.record`, inlined
-    try:
+    try:  # the run's duration is the call's: `_latency.record`, inlined
         i = FINE[trunc(elapsed * FINE_SCALE - EDGE)]
     except IndexError:  # 13 ms or more: search the bounds
         i = bucket_of(BOUNDS, elapsed)
-    next(lat[i] or rolling.latency.counter(i))
+    lat = circuit._rolling.lat  # read after the last call: see `_latency.record_both`
+    next(lat[i] or both_counter(circuit, i))
     if circuit._debt:
         await _finish_repay(circuit)
     else:

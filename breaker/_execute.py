@@ -19,7 +19,7 @@ from . import _registry
 from ._circuit import SHORT_CIRCUITED, Circuit
 from ._errors import CircuitOpenError, CommandTimeoutError, FallbackError, MaxConcurrencyError
 from ._events import BAD_REQUEST, FAILURE, FALLBACK_FAILURE, FALLBACK_SUCCESS, SUCCESS, TIMEOUT
-from ._latency import BOUNDS, EDGE, FINE, FINE_SCALE, bucket_of, record
+from ._latency import BOUNDS, EDGE, FINE, FINE_SCALE, both_counter, bucket_of, record_both, record_run, record_total
 from ._observe import Watch
 from ._registry import Registry, check_callable, circuit_for
 
@@ -82,15 +82,14 @@ def fall_back_timed(
     end: float,
 ) -> T:
     """`fall_back` after a run that took from ``start`` to ``end``: counts its duration, and the call's."""
-    latency = circuit._rolling.latency
     if fallback is None:
-        record(latency.both, end - start)
+        record_both(circuit, end - start)
         return fall_back(circuit, error, args, kwargs, fallback)
-    record(latency.run, end - start)
+    record_run(circuit, end - start)
     try:
         return fall_back(circuit, error, args, kwargs, fallback)
     finally:  # the latency window now: the fallback may have reconfigured it
-        record(circuit._rolling.latency.total, circuit.clock() - start)
+        record_total(circuit, circuit.clock() - start)
 
 
 def do(name: str, run: Callable[[], T], fallback: Callable[[Exception], T] | None = None) -> T:
@@ -153,10 +152,9 @@ def do(name: str, run: Callable[[], T], fallback: Callable[[Exception], T] | Non
     except Exception as error:
         end = clock()
         elapsed = end - start
-        rolling = circuit._rolling
         if circuit.ignored and isinstance(error, circuit.ignored):
             circuit.complete(BAD_REQUEST, probe, end)
-            record(rolling.latency.both, elapsed)  # no fallback runs for a bad request
+            record_both(circuit, elapsed)  # no fallback runs for a bad request
             raise
         if elapsed > circuit.timeout:
             circuit.complete(TIMEOUT, probe, end)
@@ -166,6 +164,7 @@ def do(name: str, run: Callable[[], T], fallback: Callable[[Exception], T] | Non
         if probe:
             circuit.complete(FAILURE, probe, end)
         else:
+            rolling = circuit._rolling  # just before counting: no call in between (`_latency.record_both`)
             if end >= rolling.end:
                 circuit.fail(end)
             elif rolling.errors + next(rolling.failure) >= circuit._error_budget:  # `Circuit.fail`, inlined
@@ -176,18 +175,18 @@ def do(name: str, run: Callable[[], T], fallback: Callable[[Exception], T] | Non
                 tokens.append(1)
         if fallback is None:
             # After counting, which turns the window over if due: the duration then lands in the current bucket.
-            lat = rolling.lat  # the run's duration is the call's: `_latency.record`, inlined
-            try:
+            try:  # the run's duration is the call's: `_latency.record`, inlined
                 i = FINE[trunc(elapsed * FINE_SCALE - EDGE)]
             except IndexError:  # 13 ms or more: search the bounds
                 i = bucket_of(BOUNDS, elapsed)
-            next(lat[i] or rolling.latency.counter(i))
+            lat = circuit._rolling.lat  # read after the last call: see `_latency.record_both`
+            next(lat[i] or both_counter(circuit, i))
             raise  # the run's own exception, unchanged
         return fall_back_timed(circuit, error, args, kwargs, fallback, start, end)
     except BaseException:
         end = clock()
         circuit.complete(FAILURE, probe, end)
-        record(circuit._rolling.latency.both, end - start)
+        record_both(circuit, end - start)
         raise
     end = clock()
     elapsed = end - start
@@ -198,7 +197,7 @@ def do(name: str, run: Callable[[], T], fallback: Callable[[Exception], T] | Non
     rolling = circuit._rolling
     if probe:
         circuit.complete(SUCCESS, probe, end)
-        record(rolling.latency.both, elapsed)  # after counting, which turns the window over if due
+        record_both(circuit, elapsed)  # after counting, which turns the window over if due
         return value
     if end < rolling.end:  # `Circuit.count_success`, inlined
         next(rolling.success)  # atomic: no lock
@@ -207,12 +206,12 @@ def do(name: str, run: Callable[[], T], fallback: Callable[[Exception], T] | Non
     else:
         circuit.count_success(end)
     # After counting, which turns the window over if due: the duration then lands in the current bucket.
-    lat = rolling.lat  # the run's duration is the call's: `_latency.record`, inlined
-    try:
+    try:  # the run's duration is the call's: `_latency.record`, inlined
         i = FINE[trunc(elapsed * FINE_SCALE - EDGE)]
     except IndexError:  # 13 ms or more: search the bounds
         i = bucket_of(BOUNDS, elapsed)
-    next(lat[i] or rolling.latency.counter(i))
+    lat = circuit._rolling.lat  # read after the last call: see `_latency.record_both`
+    next(lat[i] or both_counter(circuit, i))
     if circuit._debt:
         circuit.give_back()
     else:
@@ -268,10 +267,9 @@ def sync_wrapper(name: str, fn: Callable[P, T], fallback: Fallback[T] | None) ->
         except Exception as error:
             end = clock()
             elapsed = end - start
-            rolling = circuit._rolling
             if circuit.ignored and isinstance(error, circuit.ignored):
                 circuit.complete(BAD_REQUEST, probe, end)
-                record(rolling.latency.both, elapsed)  # no fallback runs for a bad request
+                record_both(circuit, elapsed)  # no fallback runs for a bad request
                 raise
             if elapsed > circuit.timeout:
                 circuit.complete(TIMEOUT, probe, end)
@@ -281,6 +279,7 @@ def sync_wrapper(name: str, fn: Callable[P, T], fallback: Fallback[T] | None) ->
             if probe:
                 circuit.complete(FAILURE, probe, end)
             else:
+                rolling = circuit._rolling  # just before counting: no call in between (`_latency.record_both`)
                 if end >= rolling.end:
                     circuit.fail(end)
                 elif rolling.errors + next(rolling.failure) >= circuit._error_budget:  # `Circuit.fail`, inlined
@@ -291,18 +290,18 @@ def sync_wrapper(name: str, fn: Callable[P, T], fallback: Fallback[T] | None) ->
                     tokens.append(1)
             if fallback is None:
                 # After counting, which turns the window over if due: the duration then lands in the current bucket.
-                lat = rolling.lat  # the run's duration is the call's: `_latency.record`, inlined
-                try:
+                try:  # the run's duration is the call's: `_latency.record`, inlined
                     i = FINE[trunc(elapsed * FINE_SCALE - EDGE)]
                 except IndexError:  # 13 ms or more: search the bounds
                     i = bucket_of(BOUNDS, elapsed)
-                next(lat[i] or rolling.latency.counter(i))
+                lat = circuit._rolling.lat  # read after the last call: see `_latency.record_both`
+                next(lat[i] or both_counter(circuit, i))
                 raise  # the run's own exception, unchanged
             return fall_back_timed(circuit, error, args, kwargs, fallback, start, end)
         except BaseException:
             end = clock()
             circuit.complete(FAILURE, probe, end)
-            record(circuit._rolling.latency.both, end - start)
+            record_both(circuit, end - start)
             raise
         end = clock()
         elapsed = end - start
@@ -313,7 +312,7 @@ def sync_wrapper(name: str, fn: Callable[P, T], fallback: Fallback[T] | None) ->
         rolling = circuit._rolling
         if probe:
             circuit.complete(SUCCESS, probe, end)
-            record(rolling.latency.both, elapsed)  # after counting, which turns the window over if due
+            record_both(circuit, elapsed)  # after counting, which turns the window over if due
             return value
         if end < rolling.end:  # `Circuit.count_success`, inlined
             next(rolling.success)  # atomic: no lock
@@ -322,12 +321,12 @@ def sync_wrapper(name: str, fn: Callable[P, T], fallback: Fallback[T] | None) ->
         else:
             circuit.count_success(end)
         # After counting, which turns the window over if due: the duration then lands in the current bucket.
-        lat = rolling.lat  # the run's duration is the call's: `_latency.record`, inlined
-        try:
+        try:  # the run's duration is the call's: `_latency.record`, inlined
             i = FINE[trunc(elapsed * FINE_SCALE - EDGE)]
         except IndexError:  # 13 ms or more: search the bounds
             i = bucket_of(BOUNDS, elapsed)
-        next(lat[i] or rolling.latency.counter(i))
+        lat = circuit._rolling.lat  # read after the last call: see `_latency.record_both`
+        next(lat[i] or both_counter(circuit, i))
         if circuit._debt:
             circuit.give_back()
         else:
@@ -389,10 +388,9 @@ def call_here(circuit: Circuit, fn: Callable[..., T], args: Args, kwargs: Kwargs
     except Exception as error:
         end = clock()
         elapsed = end - start
-        rolling = circuit._rolling
         if circuit.ignored and isinstance(error, circuit.ignored):
             circuit.complete(BAD_REQUEST, probe, end)
-            record(rolling.latency.both, elapsed)  # no fallback runs for a bad request
+            record_both(circuit, elapsed)  # no fallback runs for a bad request
             raise
         if elapsed > circuit.timeout:
             circuit.complete(TIMEOUT, probe, end)
@@ -402,6 +400,7 @@ def call_here(circuit: Circuit, fn: Callable[..., T], args: Args, kwargs: Kwargs
         if probe:
             circuit.complete(FAILURE, probe, end)
         else:
+            rolling = circuit._rolling  # just before counting: no call in between (`_latency.record_both`)
             if end >= rolling.end:
                 circuit.fail(end)
             elif rolling.errors + next(rolling.failure) >= circuit._error_budget:  # `Circuit.fail`, inlined
@@ -412,18 +411,18 @@ def call_here(circuit: Circuit, fn: Callable[..., T], args: Args, kwargs: Kwargs
                 tokens.append(1)
         if fallback is None:
             # After counting, which turns the window over if due: the duration then lands in the current bucket.
-            lat = rolling.lat  # the run's duration is the call's: `_latency.record`, inlined
-            try:
+            try:  # the run's duration is the call's: `_latency.record`, inlined
                 i = FINE[trunc(elapsed * FINE_SCALE - EDGE)]
             except IndexError:  # 13 ms or more: search the bounds
                 i = bucket_of(BOUNDS, elapsed)
-            next(lat[i] or rolling.latency.counter(i))
+            lat = circuit._rolling.lat  # read after the last call: see `_latency.record_both`
+            next(lat[i] or both_counter(circuit, i))
             raise  # the run's own exception, unchanged
         return fall_back_timed(circuit, error, args, kwargs, fallback, start, end)
     except BaseException:
         end = clock()
         circuit.complete(FAILURE, probe, end)
-        record(circuit._rolling.latency.both, end - start)
+        record_both(circuit, end - start)
         raise
     end = clock()
     elapsed = end - start
@@ -434,7 +433,7 @@ def call_here(circuit: Circuit, fn: Callable[..., T], args: Args, kwargs: Kwargs
     rolling = circuit._rolling
     if probe:
         circuit.complete(SUCCESS, probe, end)
-        record(rolling.latency.both, elapsed)  # after counting, which turns the window over if due
+        record_both(circuit, elapsed)  # after counting, which turns the window over if due
         return value
     if end < rolling.end:  # `Circuit.count_success`, inlined
         next(rolling.success)  # atomic: no lock
@@ -443,12 +442,12 @@ def call_here(circuit: Circuit, fn: Callable[..., T], args: Args, kwargs: Kwargs
     else:
         circuit.count_success(end)
     # After counting, which turns the window over if due: the duration then lands in the current bucket.
-    lat = rolling.lat  # the run's duration is the call's: `_latency.record`, inlined
-    try:
+    try:  # the run's duration is the call's: `_latency.record`, inlined
         i = FINE[trunc(elapsed * FINE_SCALE - EDGE)]
     except IndexError:  # 13 ms or more: search the bounds
         i = bucket_of(BOUNDS, elapsed)
-    next(lat[i] or rolling.latency.counter(i))
+    lat = circuit._rolling.lat  # read after the last call: see `_latency.record_both`
+    next(lat[i] or both_counter(circuit, i))
     if circuit._debt:
         circuit.give_back()
     else:
@@ -519,14 +518,14 @@ class _Attempt(Generic[T]):  # Generic costs nothing per instance: it defines no
                         circuit.count_success(now)
                     # After counting, which turns the window over if due: `_latency.record`, inlined.
                     if self.RUN_IS_TOTAL:
-                        lat = rolling.lat
                         try:
                             i = FINE[trunc((now - begin) * FINE_SCALE - EDGE)]
                         except IndexError:  # 13 ms or more: search the bounds
                             i = bucket_of(BOUNDS, now - begin)
-                        next(lat[i] or rolling.latency.counter(i))
+                        lat = circuit._rolling.lat  # read after the last call: see `_latency.record_both`
+                        next(lat[i] or both_counter(circuit, i))
                     else:  # a go() future: `_resolve` counts the call's total
-                        record(rolling.latency.run, now - begin)
+                        record_run(circuit, now - begin)
                     if circuit._debt:
                         circuit.give_back()
                     else:
@@ -535,9 +534,8 @@ class _Attempt(Generic[T]):  # Generic costs nothing per instance: it defines no
         now = clock()
         self.ran = now - begin
         decided = circuit.finish(self, slot, now)
-        latency = circuit._rolling.latency  # after counting, which turns the window over
         answered = decided and slot != FAILURE and self.RUN_IS_TOTAL
-        record(latency.both if answered else latency.run, self.ran)
+        (record_both if answered else record_run)(circuit, self.ran)
         if decided:
             return self.done.put
         self.error = None  # a late result: discarded
@@ -557,7 +555,7 @@ class _Attempt(Generic[T]):  # Generic costs nothing per instance: it defines no
                 raise error  # a BaseException: to the caller, no fallback
             finally:
                 if self.RUN_IS_TOTAL:  # the run, then the fallback
-                    record(self.circuit._rolling.latency.total, self.ran + self.circuit.clock() - began)
+                    record_total(self.circuit, self.ran + self.circuit.clock() - began)
                 del error
         try:
             raise error  # a bad request: to the caller, no fallback
@@ -610,7 +608,7 @@ def call_in_thread(
             try:
                 return fall_back(circuit, CommandTimeoutError(circuit.name, timeout), args, kwargs, fallback)
             finally:  # the wait (the timeout), then the fallback
-                record(circuit._rolling.latency.total, timeout + circuit.clock() - timed_out)
+                record_total(circuit, timeout + circuit.clock() - timed_out)
         attempt.done.get()  # the run finished as the wait ran out: its outcome stands and is counted
     if attempt.error is None:
         return attempt.value
@@ -672,10 +670,10 @@ class _FutureAttempt(_Attempt[T]):
         try:
             value = answer(*args)
         except BaseException as error:
-            record(self.circuit._rolling.latency.total, self.circuit.clock() - self.start)
+            record_total(self.circuit, self.circuit.clock() - self.start)
             self.future.set_exception(error)
         else:
-            record(self.circuit._rolling.latency.total, self.circuit.clock() - self.start)
+            record_total(self.circuit, self.circuit.clock() - self.start)
             self.future.set_result(value)
 
     def _fall_back(self, error: BaseException, args: Args, kwargs: Kwargs, fallback: Fallback[T] | None) -> T:
