@@ -242,7 +242,7 @@ async def do_async(
         i = FINE[trunc(elapsed * FINE_SCALE - EDGE)]
     except IndexError:  # 13 ms or more: search the bounds
         i = bucket_of(BOUNDS, elapsed)
-    lat = circuit._rolling.lat  # read after the last call: see `_latency.record_both`
+    lat = rolling.lat  # read after the last call (`_latency.record_both`); a turnover updates it
     next(lat[i] or both_counter(circuit, i))
     if circuit._debt:
         await _finish_repay(circuit)
@@ -359,7 +359,7 @@ def async_wrapper(
             i = FINE[trunc(elapsed * FINE_SCALE - EDGE)]
         except IndexError:  # 13 ms or more: search the bounds
             i = bucket_of(BOUNDS, elapsed)
-        lat = circuit._rolling.lat  # read after the last call: see `_latency.record_both`
+        lat = rolling.lat  # read after the last call (`_latency.record_both`); a turnover updates it
         next(lat[i] or both_counter(circuit, i))
         if circuit._debt:
             await _finish_repay(circuit)
@@ -502,7 +502,7 @@ async def call_here_async(
         i = FINE[trunc(elapsed * FINE_SCALE - EDGE)]
     except IndexError:  # 13 ms or more: search the bounds
         i = bucket_of(BOUNDS, elapsed)
-    lat = circuit._rolling.lat  # read after the last call: see `_latency.record_both`
+    lat = rolling.lat  # read after the last call (`_latency.record_both`); a turnover updates it
     next(lat[i] or both_counter(circuit, i))
     if circuit._debt:
         await _finish_repay(circuit)

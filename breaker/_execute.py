@@ -163,6 +163,7 @@ def do(name: str, run: Callable[[], T], fallback: Callable[[Exception], T] | Non
             return fall_back_timed(circuit, timeout_error, args, kwargs, fallback, start, end)
         if probe:
             circuit.complete(FAILURE, probe, end)
+            rolling = circuit._rolling
         else:
             rolling = circuit._rolling  # just before counting: no call in between (`_latency.record_both`)
             if end >= rolling.end:
@@ -179,7 +180,7 @@ def do(name: str, run: Callable[[], T], fallback: Callable[[Exception], T] | Non
                 i = FINE[trunc(elapsed * FINE_SCALE - EDGE)]
             except IndexError:  # 13 ms or more: search the bounds
                 i = bucket_of(BOUNDS, elapsed)
-            lat = circuit._rolling.lat  # read after the last call: see `_latency.record_both`
+            lat = rolling.lat  # read after the last call (`_latency.record_both`); a turnover updates it
             next(lat[i] or both_counter(circuit, i))
             raise  # the run's own exception, unchanged
         return fall_back_timed(circuit, error, args, kwargs, fallback, start, end)
@@ -210,7 +211,7 @@ def do(name: str, run: Callable[[], T], fallback: Callable[[Exception], T] | Non
         i = FINE[trunc(elapsed * FINE_SCALE - EDGE)]
     except IndexError:  # 13 ms or more: search the bounds
         i = bucket_of(BOUNDS, elapsed)
-    lat = circuit._rolling.lat  # read after the last call: see `_latency.record_both`
+    lat = rolling.lat  # read after the last call (`_latency.record_both`); a turnover updates it
     next(lat[i] or both_counter(circuit, i))
     if circuit._debt:
         circuit.give_back()
@@ -278,6 +279,7 @@ def sync_wrapper(name: str, fn: Callable[P, T], fallback: Fallback[T] | None) ->
                 return fall_back_timed(circuit, timeout_error, args, kwargs, fallback, start, end)
             if probe:
                 circuit.complete(FAILURE, probe, end)
+                rolling = circuit._rolling
             else:
                 rolling = circuit._rolling  # just before counting: no call in between (`_latency.record_both`)
                 if end >= rolling.end:
@@ -294,7 +296,7 @@ def sync_wrapper(name: str, fn: Callable[P, T], fallback: Fallback[T] | None) ->
                     i = FINE[trunc(elapsed * FINE_SCALE - EDGE)]
                 except IndexError:  # 13 ms or more: search the bounds
                     i = bucket_of(BOUNDS, elapsed)
-                lat = circuit._rolling.lat  # read after the last call: see `_latency.record_both`
+                lat = rolling.lat  # read after the last call (`_latency.record_both`); a turnover updates it
                 next(lat[i] or both_counter(circuit, i))
                 raise  # the run's own exception, unchanged
             return fall_back_timed(circuit, error, args, kwargs, fallback, start, end)
@@ -325,7 +327,7 @@ def sync_wrapper(name: str, fn: Callable[P, T], fallback: Fallback[T] | None) ->
             i = FINE[trunc(elapsed * FINE_SCALE - EDGE)]
         except IndexError:  # 13 ms or more: search the bounds
             i = bucket_of(BOUNDS, elapsed)
-        lat = circuit._rolling.lat  # read after the last call: see `_latency.record_both`
+        lat = rolling.lat  # read after the last call (`_latency.record_both`); a turnover updates it
         next(lat[i] or both_counter(circuit, i))
         if circuit._debt:
             circuit.give_back()
@@ -399,6 +401,7 @@ def call_here(circuit: Circuit, fn: Callable[..., T], args: Args, kwargs: Kwargs
             return fall_back_timed(circuit, timeout_error, args, kwargs, fallback, start, end)
         if probe:
             circuit.complete(FAILURE, probe, end)
+            rolling = circuit._rolling
         else:
             rolling = circuit._rolling  # just before counting: no call in between (`_latency.record_both`)
             if end >= rolling.end:
@@ -415,7 +418,7 @@ def call_here(circuit: Circuit, fn: Callable[..., T], args: Args, kwargs: Kwargs
                 i = FINE[trunc(elapsed * FINE_SCALE - EDGE)]
             except IndexError:  # 13 ms or more: search the bounds
                 i = bucket_of(BOUNDS, elapsed)
-            lat = circuit._rolling.lat  # read after the last call: see `_latency.record_both`
+            lat = rolling.lat  # read after the last call (`_latency.record_both`); a turnover updates it
             next(lat[i] or both_counter(circuit, i))
             raise  # the run's own exception, unchanged
         return fall_back_timed(circuit, error, args, kwargs, fallback, start, end)
@@ -446,7 +449,7 @@ def call_here(circuit: Circuit, fn: Callable[..., T], args: Args, kwargs: Kwargs
         i = FINE[trunc(elapsed * FINE_SCALE - EDGE)]
     except IndexError:  # 13 ms or more: search the bounds
         i = bucket_of(BOUNDS, elapsed)
-    lat = circuit._rolling.lat  # read after the last call: see `_latency.record_both`
+    lat = rolling.lat  # read after the last call (`_latency.record_both`); a turnover updates it
     next(lat[i] or both_counter(circuit, i))
     if circuit._debt:
         circuit.give_back()
@@ -522,7 +525,7 @@ class _Attempt(Generic[T]):  # Generic costs nothing per instance: it defines no
                             i = FINE[trunc((now - begin) * FINE_SCALE - EDGE)]
                         except IndexError:  # 13 ms or more: search the bounds
                             i = bucket_of(BOUNDS, now - begin)
-                        lat = circuit._rolling.lat  # read after the last call: see `_latency.record_both`
+                        lat = rolling.lat  # read after the last call (`_latency.record_both`); a turnover updates it
                         next(lat[i] or both_counter(circuit, i))
                     else:  # a go() future: `_resolve` counts the call's total
                         record_run(circuit, now - begin)
