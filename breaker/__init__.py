@@ -18,13 +18,14 @@ from ._api import (
     remove_state_listener,
     reset_defaults,
 )
-from ._circuit import Circuit, CircuitStatistics
+from ._circuit import Circuit, CircuitStatistics, FleetView
 from ._decorator import command
 from ._errors import CircuitError, CircuitOpenError, CommandTimeoutError, FallbackError, MaxConcurrencyError
 from ._events import Event, State
 from ._latency import BOUNDS, PERCENTILES, Histogram, LatencyStatistics
 from ._metrics import CallResult, Collector, CollectorFactory
 from ._settings import UNSET, CommandConfig, Settings
+from .fleet import configure_fleet
 
 __all__ = [
     "BOUNDS",
@@ -41,6 +42,7 @@ __all__ = [
     "CommandTimeoutError",
     "Event",
     "FallbackError",
+    "FleetView",
     "Histogram",
     "LatencyStatistics",
     "MaxConcurrencyError",
@@ -51,6 +53,7 @@ __all__ = [
     "configure",
     "configure_command",
     "configure_defaults",
+    "configure_fleet",
     "do",
     "do_async",
     "flush",

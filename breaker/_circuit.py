@@ -48,7 +48,7 @@ from ._metrics import Collector
 from ._rolling import RollingCounter
 from ._settings import Settings
 
-__all__ = ["Circuit", "CircuitStatistics"]
+__all__ = ["Circuit", "CircuitStatistics", "FleetView"]
 
 #: `admit` results; a positive result is an admitted probe's id.
 ADMITTED: Final = 0
@@ -110,6 +110,32 @@ class CircuitStatistics:
     run_durations: Histogram
     total_durations: Histogram
     settings: Settings
+    fleet: FleetView | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FleetView:
+    """What the fleet (`breaker.configure_fleet`) shares of a circuit, as of the last sync with Redis.
+
+    Attributes:
+        state: The fleet's state: ``"closed"`` or ``"open"`` (an open fleet lets one process probe).
+        requests: The fleet's requests over its rolling window (every process's successes and errors).
+        errors: The fleet's errors over the window.
+        error_percentage: ``errors / requests`` as a percentage rounded half up (0 with no requests).
+        generation: Bumped at every fleet state change; counts sent for an older one are dropped.
+        connected: Whether the last sync reached Redis. While it does not, the circuit runs on local state alone.
+        probing: Whether this process holds the fleet's probe lease.
+        synced_at: When the last sync succeeded, on the circuit's clock (``-inf`` before the first).
+    """
+
+    state: str
+    requests: int
+    errors: int
+    error_percentage: int
+    generation: int
+    connected: bool
+    probing: bool
+    synced_at: float
 
 
 def error_budget(volume: int, threshold: float) -> int:
@@ -144,7 +170,9 @@ class Circuit:
         "_force_closed",
         "_force_open",
         "_gate",
+        "_held",
         "_issued",
+        "_led",
         "_lock",
         "_opened_at",
         "_probe_deadline",
@@ -165,6 +193,7 @@ class Circuit:
         "clock",
         "collectors",
         "detour",
+        "fleet",
         "ignored",
         "inline",
         "inline_async",
@@ -212,6 +241,12 @@ class Circuit:
         self._watch = False
         # The window's figures when it last opened, for the log line (read without the lock).
         self._trip_errors = self._trip_requests = 0
+        #: Fleet mode (`breaker.configure_fleet`): ``_led`` while the fleet decides when the circuit trips (local
+        #: health never trips it then); ``_held`` while an open circuit waits for the fleet's probe lease (its
+        #: sleep window never ends then). Both False outside fleet mode and while Redis is unreachable.
+        self._led = self._held = False
+        #: The fleet's figures as of its last sync (None outside fleet mode); replaced whole by the sync thread.
+        self.fleet: FleetView | None = None
         self._apply(settings)
 
     def __repr__(self) -> str:
@@ -233,7 +268,7 @@ class Circuit:
         self.inline = self.live and not self.detour
         self._volume = settings.request_volume_threshold
         self._threshold = settings.error_percent_threshold
-        self._sleep = settings.sleep_window
+        self._sleep = math.inf if self._held else settings.sleep_window
         self._force_open = settings.force_open
         self._force_closed = settings.force_closed
         self._error_budget = error_budget(settings.request_volume_threshold, settings.error_percent_threshold)
@@ -311,6 +346,7 @@ class Circuit:
             execute, total, run_durations, total_durations = rolling.latency.snapshot(now)
             settings = self.settings
             state = self.state  # with the counts it goes with
+            fleet = self.fleet
         errors = totals[FAILURE] + totals[TIMEOUT] + totals[REJECTED]
         requests = errors + totals[SUCCESS]
         return CircuitStatistics(
@@ -330,6 +366,7 @@ class Circuit:
             run_durations=run_durations,
             total_durations=total_durations,
             settings=settings,
+            fleet=fleet,
         )
 
     # -- admission ----------------------------------------------------------------------------------------------
@@ -537,7 +574,7 @@ class Circuit:
     def _check_health(self, now: float) -> tuple[State, State] | None:
         rolling = self._rolling
         errors = rolling.error_total()
-        if not errors or self._state is not _CLOSED or self._force_closed:
+        if not errors or self._state is not _CLOSED or self._force_closed or self._led:
             self._watch = False
             return None
         if errors <= self._error_budget:  # nothing can trip now, and no success can make it: skip reading them
@@ -643,6 +680,50 @@ class Circuit:
         """Count a secondary event (a fallback's outcome)."""
         with self._lock:  # the counters are shared by every caller
             self._add(slot, now)
+
+    # -- fleet mode: the sync thread of `breaker.configure_fleet` drives these; the hot path never sees them ----
+
+    def health_counts(self) -> tuple[int, int]:
+        """(requests, errors) since creation, as health counts them: what the fleet sync sends as deltas."""
+        with self._lock:  # a consistent read of the counters
+            totals = self._rolling.cumulative()
+        errors = totals[FAILURE] + totals[TIMEOUT] + totals[REJECTED]
+        return errors + totals[SUCCESS], errors
+
+    def lead(self, led: bool, held: bool) -> None:
+        """Fleet mode: ``led``: the fleet decides trips, local health never does; ``held``: an open circuit keeps
+        short-circuiting past its sleep window, until the fleet grants this process the probe."""
+        with self._lock:  # the flags and the sleep window they set change together
+            self._led = led
+            self._held = held
+            self._sleep = math.inf if held else self.settings.sleep_window
+            if not led:
+                self._watch = True  # local health decides again: the next success evaluates it
+
+    def fleet_open(self, opened_at: float) -> None:
+        """Fleet mode: the fleet opened at ``opened_at`` (this circuit's clock): open, unless already open."""
+        with self._lock:  # state and probe change together
+            if self._state is _CLOSED:
+                transition = self._reopen(opened_at)
+            else:
+                transition = None
+                if self._state is _OPEN:
+                    self._opened_at = opened_at  # the fleet's sleep window, not this process's
+        if transition is not None:
+            self._deliver()
+
+    def fleet_close(self) -> None:
+        """Fleet mode: the fleet's probe succeeded somewhere: close and clear the window, as a local probe would."""
+        with self._lock:  # state, probe and counts change together
+            if self._state is _CLOSED:
+                return
+            old = self._state
+            self._state = _CLOSED
+            self._probe_in_flight = False
+            self._rolling.clear()
+            self._set_gate()
+            self._note(old, _CLOSED)
+        self._deliver()
 
     def configure(self, settings: Settings) -> None:
         """Apply new settings at once, keeping the counts (re-bucketed if the window's shape changed)."""
