@@ -1,0 +1,500 @@
+"""Fleet mode: one breaker per dependency across processes and hosts, shared through Redis.
+
+With a breaker per process, each of N processes must rediscover on its own that a dependency is down, and each
+sends its own probe. `configure_fleet` shares the breakers of a namespace through Redis (redis-py; any client:
+``redis.Redis``, ``redis.RedisCluster``, or a Sentinel's ``master_for(...)``)::
+
+    import redis
+    import breaker
+
+    fleet = breaker.configure_fleet(redis.Redis(socket_timeout=0.5), namespace="shop", sync_interval=0.25)
+
+How it works. The hot path never touches Redis: each process counts as before, and one thread per process
+(the `Fleet`'s) syncs every ``sync_interval`` seconds, in one round trip: a Lua script (`SYNC_SCRIPT`) that, for
+every shared command at once, atomically
+
+- adds the requests and errors this process counted since its last sync to the fleet's per-bucket counters (a
+  hash per command, buckets by Redis's clock, stale buckets deleted, a TTL of the window on the key);
+- trips the fleet when its window crosses the command's thresholds (``request_volume_threshold`` and
+  ``error_percent_threshold``): the state, its opening time (Redis's clock, not the hosts') and a generation
+  number live in a hash per command, and change only inside the script;
+- once the sleep window has passed, grants the probe to one process: a lease (``SET NX PX``) that expires, so a
+  process that dies holding it cannot block the fleet;
+- applies the outcome of the lease holder's probe: success closes the fleet, failure reopens it, and either starts
+  a new generation, which discards the counts sent for the old one;
+
+and answers with the fleet's figures, which the process then applies to its circuits: an open fleet opens them
+(within about two sync intervals of the trip, wherever it was seen), only the lease holder's circuit may probe,
+and a closed fleet closes them. While the fleet leads, local health never trips a circuit on its own.
+
+Every key of a namespace carries the hash tag ``{namespace}``, so that in a Redis Cluster they share one slot and
+the one script call covers them; every key has a TTL, so nothing outlives its use. Each sync is numbered, and a
+per-process mark key (``{namespace}:breaker-sync:<process>``) makes Redis apply each number once: redis-py resends
+a command after a socket timeout, and a resent sync must not add its counts twice.
+
+Redis down or slow. Calls never wait on Redis and nothing raises into them. When a sync fails, the circuits run on
+local state alone (local trips, local probes), one warning is logged per outage, and the thread retries with
+exponential backoff (up to 5 s, with jitter); when Redis answers again, the process rejoins the fleet's view
+(the counts made meanwhile are not sent) and an info line says so. Use a client with a ``socket_timeout``: a sync
+waits for Redis as long as the client lets it.
+
+Statistics. ``circuit.statistics().fleet`` is a `breaker.FleetView` (the fleet's state, requests, errors, error
+percentage, generation, whether Redis answered, whether this process holds the probe), beside the local figures;
+the Hystrix stream sends them as ``fleet*`` fields, and the dashboard shows them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import random
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import Any, Final, Protocol
+
+from . import _api
+from ._circuit import Circuit, FleetView
+from ._events import State
+from ._publisher import seconds
+
+__all__ = ["SYNC_SCRIPT", "Fleet", "FleetStatistics", "RedisClient", "configure_fleet", "current_fleet"]
+
+logger = logging.getLogger("breaker")
+
+#: The longest wait between two attempts to reach Redis after a failed sync.
+MAX_BACKOFF: Final = 5.0
+#: The longest a probe lease may last, whatever the command's timeout.
+MAX_LEASE: Final = 60.0
+
+#: The sync: ``KEYS`` are each command's state hash, window hash and probe lease, then (optional) the process's
+#: sync mark; ``ARGV`` the process's token, the number of commands, then per command: generation seen, requests
+#: and errors to add, window (ms), buckets, volume threshold, error threshold (%), sleep window (ms), lease (ms),
+#: the probe's outcome ("ok", "fail" or ""), and the state's TTL (ms); then, with the mark, the sync's sequence
+#: number and the mark's TTL (ms). A sync whose number is not above the mark's (a copy the client sent again after
+#: a timeout) adds no counts and applies no outcome. Answers per command: state, ms since it opened, generation,
+#: the window's requests and errors, and 1 if this process holds the probe lease.
+SYNC_SCRIPT: Final = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local pid = ARGV[1]
+local n = tonumber(ARGV[2])
+local out = {}
+local fresh = true
+local mark = KEYS[3 * n + 1]
+if mark then
+  local seq = tonumber(ARGV[3 + 11 * n])
+  fresh = seq > (tonumber(redis.call('GET', mark)) or 0)
+  if fresh then redis.call('SET', mark, seq, 'PX', tonumber(ARGV[4 + 11 * n])) end
+end
+for i = 0, n - 1 do
+  local st, win, lease = KEYS[3 * i + 1], KEYS[3 * i + 2], KEYS[3 * i + 3]
+  local a = 3 + 11 * i
+  local seen, dreq, derr = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  local window, buckets = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
+  local volume, threshold = tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6])
+  local sleep, lease_ms, event, ttl = tonumber(ARGV[a + 7]), tonumber(ARGV[a + 8]), ARGV[a + 9], tonumber(ARGV[a + 10])
+  local fields = redis.call('HMGET', st, 'state', 'gen', 'opened')
+  local state = fields[1] or 'closed'
+  local gen = tonumber(fields[2]) or 0
+  local opened = tonumber(fields[3]) or 0
+  local changed = not fields[1]
+  local holder = redis.call('GET', lease)
+  -- the probe's outcome, from the lease holder only, for the generation it probed
+  if fresh and event ~= '' and holder == pid and seen == gen then
+    if event == 'ok' then state = 'closed' else state = 'open'; opened = now end
+    gen = gen + 1
+    changed = true
+    redis.call('DEL', lease, win)
+    holder = false
+    seen = -1
+  end
+  local width = math.max(1, math.floor(window / buckets))
+  local idx = math.floor(now / width)
+  if fresh and seen == gen and dreq > 0 then
+    redis.call('HINCRBY', win, idx .. ':r', dreq)
+    if derr > 0 then redis.call('HINCRBY', win, idx .. ':e', derr) end
+  end
+  local requests, errors = 0, 0
+  local all = redis.call('HGETALL', win)
+  for j = 1, #all, 2 do
+    local f = all[j]
+    local sep = string.find(f, ':', 1, true)
+    if tonumber(string.sub(f, 1, sep - 1)) > idx - buckets then
+      if string.sub(f, sep + 1) == 'r' then requests = requests + tonumber(all[j + 1])
+      else errors = errors + tonumber(all[j + 1]) end
+    else
+      redis.call('HDEL', win, f)
+    end
+  end
+  if state == 'closed' and requests > 0 and requests >= volume
+      and math.floor((errors * 200 + requests) / (requests * 2)) >= threshold then
+    state = 'open'
+    opened = now
+    gen = gen + 1
+    changed = true
+    redis.call('DEL', win)
+  end
+  if changed then redis.call('HSET', st, 'state', state, 'gen', gen, 'opened', opened) end
+  redis.call('PEXPIRE', st, ttl)
+  if #all > 0 or (fresh and seen == gen and dreq > 0) then redis.call('PEXPIRE', win, window + width) end
+  local granted = 0
+  if state == 'open' and now - opened >= sleep then
+    if holder == pid then
+      granted = 1
+    elseif not holder and redis.call('SET', lease, pid, 'NX', 'PX', lease_ms) then
+      granted = 1
+    end
+  end
+  table.insert(out, state)
+  table.insert(out, now - opened)
+  table.insert(out, gen)
+  table.insert(out, requests)
+  table.insert(out, errors)
+  table.insert(out, granted)
+end
+return out
+"""
+
+
+class RedisClient(Protocol):
+    """What the fleet needs of a redis-py client: ``register_script`` (``redis.Redis``, ``redis.RedisCluster``)."""
+
+    def register_script(self, script: str) -> Any: ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FleetStatistics:
+    """A snapshot of a process's fleet sync.
+
+    Attributes:
+        namespace: The namespace its keys live under.
+        connected: Whether the last sync reached Redis.
+        syncs: Syncs that reached Redis (each one round trip).
+        failures: Syncs that did not.
+        outages: Times Redis went from answering to not answering (one warning each).
+        commands: The commands shared at the last sync.
+    """
+
+    namespace: str
+    connected: bool
+    syncs: int
+    failures: int
+    outages: int
+    commands: tuple[str, ...]
+
+
+@dataclasses.dataclass(slots=True)
+class _Entry:
+    """The sync's memory of one shared circuit (touched by the sync thread only, but for ``event``)."""
+
+    circuit: Circuit
+    requests: int = 0  # health counts at the last sync: the next delta starts here
+    errors: int = 0
+    seen: int = -1  # the fleet generation last seen; -1: unknown, send no counts
+    event: str = ""  # the local probe's outcome not yet sent: "ok" or "fail" (set by the listener)
+
+
+def _names(field: str, names: Iterable[str] | None) -> frozenset[str] | None:
+    if names is None:
+        return None
+    if isinstance(names, str):
+        raise TypeError(f"{field} must be an iterable of command names, not a single str {names!r}")
+    chosen = frozenset(names)
+    if not all(isinstance(name, str) for name in chosen):
+        raise TypeError(f"{field} must hold command names (str), got {sorted(map(repr, chosen))}")
+    return chosen
+
+
+class Fleet:
+    """The fleet sync of this process: its thread, its view of Redis, its shared commands. Made by
+    `configure_fleet`; `close` stops it and returns every circuit to local state.
+
+    Args:
+        client, namespace, sync_interval, commands, exclude: See `configure_fleet`.
+        start: Start syncing now (else call `start`).
+
+    The fleet listens to the registry current when it starts (for its probes' outcomes) and syncs the circuits
+    of whichever registry is current at each sync: start it after swapping registries, not before.
+
+    Raises:
+        TypeError, ValueError: A bad option, named in the message.
+    """
+
+    def __init__(
+        self,
+        client: RedisClient,
+        namespace: str = "app",
+        sync_interval: float | timedelta = 0.25,
+        *,
+        commands: Iterable[str] | None = None,
+        exclude: Iterable[str] = (),
+        start: bool = True,
+    ) -> None:
+        if not callable(getattr(client, "register_script", None)):
+            raise TypeError(f"client must be a redis-py client (redis.Redis, RedisCluster), got {client!r}")
+        if not isinstance(namespace, str) or not namespace or "{" in namespace or "}" in namespace:
+            raise ValueError(f"namespace must be a non-empty str without braces, got {namespace!r}")
+        self.namespace = namespace
+        self.sync_interval = seconds("sync_interval", sync_interval)
+        self._commands = _names("commands", commands)
+        self._exclude = _names("exclude", exclude) or frozenset()
+        self._script = client.register_script(SYNC_SCRIPT)
+        #: This process's token: the probe lease's value.
+        self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        # Guards the entries' pending probe outcomes: the listener runs on callers' threads.
+        self._lock = threading.Lock()
+        self._entries: dict[str, _Entry] = {}
+        self._stop = threading.Event()
+        self._wake = threading.Event()  # a probe ended, or close(): sync now
+        self._connected = False
+        self._syncs = self._failures = self._outages = 0
+        self._sequence = 0  # numbers the syncs: Redis applies each once, however often the client sends it
+        self._begun = 0  # syncs started; _synced: the last started one that reached Redis (for wait_synced)
+        self._synced = 0
+        self._thread = threading.Thread(target=self._run, name=f"breaker-fleet-{namespace}", daemon=True)
+        if start:
+            self.start()
+
+    def start(self) -> None:
+        """Start syncing (done at once unless made with ``start=False``): listen to the current registry's state
+        changes and run the sync thread, which `close` stops.
+
+        Raises:
+            RuntimeError: Already started, or closed.
+        """
+        if self._thread.ident is not None or self._stop.is_set():
+            raise RuntimeError(f"{self!r} was started or closed already")
+        _api.on_state_change(self._on_change)
+        self._thread.start()
+
+    def __repr__(self) -> str:
+        stats = self.statistics()
+        state = "closed" if self._stop.is_set() else "connected" if stats.connected else "disconnected"
+        return f"<Fleet {self.namespace!r} every {self.sync_interval:g}s {state}, {stats.syncs} syncs>"
+
+    def shares(self, name: str) -> bool:
+        """Whether the command ``name`` is shared with the fleet (``commands`` and ``exclude``)."""
+        return (self._commands is None or name in self._commands) and name not in self._exclude
+
+    def statistics(self) -> FleetStatistics:
+        """A snapshot of the sync (see `FleetStatistics`)."""
+        return FleetStatistics(
+            self.namespace, self._connected, self._syncs, self._failures, self._outages, tuple(self._entries)
+        )
+
+    def wait_synced(self, timeout: float | None = None) -> bool:
+        """Sync now and wait until a sync started after this call has reached Redis (for tests and startup
+        code: the circuits present now are then shared); returns whether one did within ``timeout`` seconds."""
+        target = self._begun + 1
+        self._wake.set()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._synced < target:
+            if self._stop.is_set() or (deadline is not None and time.monotonic() >= deadline):
+                return False
+            time.sleep(min(0.01, self.sync_interval))
+        return True
+
+    def close(self) -> None:
+        """Stop syncing, wait for the thread, and return every shared circuit to local state. Idempotent."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread.ident is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+        with contextlib.suppress(ValueError):  # already removed by an earlier close
+            _api.remove_state_listener(self._on_change)
+        for entry in self._entries.values():
+            entry.circuit.lead(False, False)
+            entry.circuit.fleet = None
+
+    # -- the thread ---------------------------------------------------------------------------------------------
+
+    def _on_change(self, name: str, old: State, new: State) -> None:
+        """A state change of some circuit (on the caller's thread): note the end of a local probe, wake the sync."""
+        if old is not State.HALF_OPEN or new not in (State.CLOSED, State.OPEN):
+            return
+        entry = self._entries.get(name)
+        if entry is None:
+            return
+        with self._lock:  # see __init__
+            entry.event = "ok" if new is State.CLOSED else "fail"
+        self._wake.set()
+
+    def _run(self) -> None:
+        backoff = self.sync_interval
+        while not self._stop.is_set():
+            self._begun += 1
+            begun = self._begun
+            try:
+                self._sync()
+            except Exception as error:  # Redis down, slow or refusing: run on local state
+                self._failures += 1
+                self._disconnected(error)
+                delay = backoff * random.uniform(0.5, 1.0)  # jitter: a fleet does not come back in step
+                backoff = min(backoff * 2, MAX_BACKOFF)
+            else:
+                self._syncs += 1
+                self._synced = begun
+                if not self._connected:
+                    self._connected = True
+                    if self._outages:
+                        logger.info("fleet %r: Redis answers again; rejoined the fleet's view", self.namespace)
+                backoff = self.sync_interval
+                delay = self.sync_interval
+            self._wake.wait(delay)
+            self._wake.clear()
+
+    def _disconnected(self, error: Exception) -> None:
+        if self._connected or not self._outages:
+            self._outages += 1
+            logger.warning(
+                "fleet %r: cannot sync with Redis (%r); circuits run on local state until it answers",
+                self.namespace,
+                error,
+            )
+        self._connected = False
+        for entry in self._entries.values():
+            entry.seen = -1  # on rejoining, the counts made meanwhile are not sent
+            entry.circuit.lead(False, False)
+            view = entry.circuit.fleet
+            if view is not None and view.connected:
+                entry.circuit.fleet = dataclasses.replace(view, connected=False, probing=False)
+
+    def _sync(self) -> None:
+        entries = self._current_entries()
+        if not entries:
+            self._ping()
+            return
+        keys: list[str] = []
+        args: list[object] = [self.token, len(entries)]
+        counts = []
+        longest_ttl = 0
+        with self._lock:  # take the pending probe outcomes
+            events = [entry.event for entry in entries]
+            for entry in entries:
+                entry.event = ""
+        for entry, event in zip(entries, events, strict=True):
+            circuit = entry.circuit
+            requests, errors = circuit.health_counts()
+            counts.append((requests, errors))
+            settings = circuit.settings
+            prefix = f"{{{self.namespace}}}:breaker:{circuit.name}"
+            keys += [f"{prefix}:state", f"{prefix}:window", f"{prefix}:probe"]
+            window_ms = max(1, round(settings.rolling_window * 1000))
+            sleep_ms = max(1, round(settings.sleep_window * 1000))
+            lease = min(settings.timeout, MAX_LEASE) + 4 * self.sync_interval + 1.0
+            longest = max(settings.rolling_window, settings.sleep_window, lease)
+            ttl_ms = round(1000 * (2 * longest + 10 * self.sync_interval))  # outlives every sync gap but outages
+            longest_ttl = max(longest_ttl, ttl_ms)
+            args += [
+                entry.seen,
+                requests - entry.requests,
+                errors - entry.errors,
+                window_ms,
+                settings.rolling_buckets,
+                settings.request_volume_threshold,
+                settings.error_percent_threshold,
+                sleep_ms,
+                round(lease * 1000),
+                event,
+                ttl_ms,
+            ]
+        self._sequence += 1
+        keys.append(f"{{{self.namespace}}}:breaker-sync:{self.token}")
+        args += [self._sequence, longest_ttl]
+        answer = self._script(keys=keys, args=args)
+        for i, (entry, (requests, errors)) in enumerate(zip(entries, counts, strict=True)):
+            state, age_ms, generation, fleet_requests, fleet_errors, granted = answer[6 * i : 6 * i + 6]
+            entry.requests, entry.errors = requests, errors
+            entry.seen = int(generation)
+            view = (_text(state), int(age_ms), int(generation), int(fleet_requests), int(fleet_errors))
+            self._apply(entry, *view, probing=bool(int(granted)))
+
+    def _apply(
+        self, entry: _Entry, state: str, age_ms: int, generation: int, requests: int, errors: int, *, probing: bool
+    ) -> None:
+        circuit = entry.circuit
+        now = circuit.clock()
+        with self._lock:  # a probe that ended during the round trip: its outcome goes first, at once
+            pending = bool(entry.event)
+        if pending:
+            self._wake.set()
+        elif state == "open":
+            circuit.fleet_open(now - age_ms / 1000)
+            circuit.lead(True, held=not probing)
+        else:
+            circuit.fleet_close()
+            circuit.lead(True, held=False)
+        percentage = (errors * 200 + requests) // (requests * 2) if requests else 0
+        circuit.fleet = FleetView(state, requests, errors, percentage, generation, True, probing, now)
+
+    def _current_entries(self) -> list[_Entry]:
+        entries = []
+        for circuit in _api.circuits():
+            if not self.shares(circuit.name):
+                continue
+            entry = self._entries.get(circuit.name)
+            if entry is None or entry.circuit is not circuit:  # new, or made anew after a flush()
+                entry = _Entry(circuit)
+                self._entries[circuit.name] = entry
+            entries.append(entry)
+        return entries
+
+    def _ping(self) -> None:
+        self._script(keys=[], args=[self.token, 0])
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+_current: Fleet | None = None
+# Guards _current: configure_fleet may be called from several threads at startup.
+_current_lock = threading.Lock()
+
+
+def configure_fleet(
+    client: RedisClient,
+    namespace: str = "app",
+    sync_interval: float | timedelta = 0.25,
+    *,
+    commands: Iterable[str] | None = None,
+    exclude: Iterable[str] = (),
+) -> Fleet:
+    """Share this process's circuits with every process configured with the same Redis and namespace.
+
+    Replaces (and closes) the fleet configured before, if any.
+
+    Args:
+        client: A redis-py client (``redis.Redis``, ``redis.RedisCluster``, a Sentinel's ``master_for(...)``).
+            Give it a ``socket_timeout``: a sync waits as long as the client does.
+        namespace: Keys live under ``{namespace}:breaker:<command>:...``. Default "app".
+        sync_interval: Seconds (float or timedelta) between two syncs. Default 0.25.
+        commands: Opt-in: share only these commands (default: every command, present and future).
+        exclude: Opt-out: never share these commands.
+
+    Returns:
+        The `Fleet` (``close()`` stops it).
+
+    Raises:
+        TypeError, ValueError: A bad option, named in the message.
+    """
+    global _current
+    fleet = Fleet(client, namespace, sync_interval, commands=commands, exclude=exclude, start=False)  # checks
+    with _current_lock:  # see _current_lock
+        previous, _current = _current, fleet
+    if previous is not None:
+        previous.close()  # first: its close() returns circuits to local state, which the new one's sync then leads
+    fleet.start()
+    return fleet
+
+
+def current_fleet() -> Fleet | None:
+    """The fleet `configure_fleet` set up last, unless it was closed."""
+    fleet = _current
+    return None if fleet is None or fleet._stop.is_set() else fleet

@@ -1,0 +1,910 @@
+"""Fleet mode (`breaker.configure_fleet`) against a real redis-server: processes that share their circuits.
+
+- The issue's scenarios: four OS processes (`fleet_worker`) each below the volume threshold trip together; exactly
+  one probe fleet-wide per sleep window; Redis killed mid-run; every key expires.
+- The sync script (`breaker.fleet.SYNC_SCRIPT`) on its own, called with hand-built KEYS and ARGV: no threads.
+- The options (``commands``, ``exclude``, validation), `Fleet.close`, and the Hystrix stream's fleet fields.
+
+Times: the processes report when their circuits changed state with `time.time`, and Redis stamps the fleet's
+changes with its TIME; both read the same machine's real-time clock, so they compare directly (in ms).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import queue
+import random
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, NamedTuple, Protocol
+
+import pytest
+import redis
+from fleet_worker import CALLS_KEY, HEALTH_KEY
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from redis.typing import EncodableT, FieldT
+
+import breaker
+import breaker.fleet
+import breaker.stream
+from breaker import CommandConfig, State
+from breaker._registry import Registry
+from breaker.fleet import SYNC_SCRIPT, Fleet, RedisClient
+from breaker.testing import FakeClock
+
+if TYPE_CHECKING:  # imported as a plugin, below: importing it here first would keep pytest from rewriting its asserts
+    from redis_support import RedisServer
+
+pytest_plugins = ["redis_support"]
+
+WAIT = 10.0  # the bound on every wait for something that should happen promptly
+INTERVAL = 0.25  # the sync interval of the multi-process tests (the issue's bound is two of them)
+WORKER = Path(__file__).resolve().with_name("fleet_worker.py")
+#: The directory the tested `breaker` package was imported from: the workers import the same one.
+PACKAGE_ROOT = Path(breaker.__file__).resolve().parent.parent
+FLEET_FIELDS = (
+    "fleetState",
+    "fleetRequestCount",
+    "fleetErrorCount",
+    "fleetErrorPercentage",
+    "fleetGeneration",
+    "fleetConnected",
+    "fleetProbing",
+)
+
+
+class Boom(Exception):
+    """The dependency's own failure."""
+
+
+def wait_for(what: str, predicate: Callable[[], object], timeout: float = WAIT, interval: float = 0.005) -> None:
+    """Poll ``predicate`` until it is true, within ``timeout`` seconds; else fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"not within {timeout:g} s: {what}")
+        time.sleep(interval)
+
+
+def redis_ms(client: redis.Redis) -> int:
+    """Redis's clock (TIME), in ms: the clock the fleet's opening times are stamped with."""
+    seconds, micros = client.time()
+    return seconds * 1000 + micros // 1000
+
+
+def keys_of(client: redis.Redis, namespace: str) -> dict[str, int]:
+    """Every key of ``namespace`` (``SCAN MATCH {namespace}*``) and its PTTL (ms; -1: none, -2: gone)."""
+    return {str(key): client.pttl(key) for key in client.scan_iter(match=f"{{{namespace}}}*")}
+
+
+def hash_of(client: redis.Redis, key: str) -> dict[str, str]:
+    """HGETALL, as str."""
+    return {str(field): str(value) for field, value in client.hgetall(key).items()}
+
+
+def fleet_threads() -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if thread.name.startswith("breaker-fleet-")]
+
+
+def failing() -> str:
+    raise Boom("the dependency is down")
+
+
+def call(name: str, run: Callable[[], str]) -> str:
+    """Call through ``name``; the dependency's own failure and a short-circuit are answered with their names."""
+    try:
+        return breaker.do(name, run)
+    except Boom:
+        return "boom"
+    except breaker.CircuitOpenError:
+        return "short-circuit"
+
+
+class MakeFleet(Protocol):
+    def __call__(
+        self,
+        client: RedisClient,
+        namespace: str,
+        sync_interval: float = ...,
+        *,
+        commands: list[str] | None = ...,
+        exclude: tuple[str, ...] | list[str] = ...,
+    ) -> Fleet: ...
+
+
+@pytest.fixture
+def make_fleet(fresh_registry: Registry) -> Iterator[MakeFleet]:
+    """`breaker.configure_fleet`, closing every fleet it made when the test ends (then no sync thread is left)."""
+    made: list[Fleet] = []
+
+    def make(
+        client: RedisClient,
+        namespace: str,
+        sync_interval: float = 0.05,
+        *,
+        commands: list[str] | None = None,
+        exclude: tuple[str, ...] | list[str] = (),
+    ) -> Fleet:
+        fleet = breaker.configure_fleet(client, namespace, sync_interval, commands=commands, exclude=exclude)
+        made.append(fleet)
+        return fleet
+
+    yield make
+    for fleet in made:
+        fleet.close()
+    assert not fleet_threads()
+
+
+def joined(circuit: breaker.Circuit) -> bool:
+    """Whether the circuit has its fleet's view, as of a sync that reached Redis."""
+    return circuit.fleet is not None and circuit.fleet.connected
+
+
+# -- the processes ------------------------------------------------------------------------------------------------
+
+
+class Worker:
+    """One `fleet_worker` process: its JSON lines, read by a thread into a queue; stdin for commands."""
+
+    def __init__(self, config: dict[str, Any], stderr: IO[bytes]) -> None:
+        self.index: int = config["index"]
+        self.stderr = stderr
+        path = os.environ.get("PYTHONPATH")
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PACKAGE_ROOT), *([path] if path else [])])}
+        self.process = subprocess.Popen(
+            [sys.executable, str(WORKER), json.dumps(config)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            env=env,
+        )
+        self.events: list[dict[str, Any]] = []  # every line read so far
+        self._lines: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, name=f"worker-{self.index}-reader", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self._lines.put(json.loads(line))
+        self._lines.put(None)
+
+    def send(self, command: str) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(command + "\n")
+        self.process.stdin.flush()
+
+    def expect(self, predicate: Callable[[dict[str, Any]], bool], what: str, timeout: float = WAIT) -> dict[str, Any]:
+        """The first line (read before or within ``timeout`` s) that ``predicate`` accepts."""
+        for seen in self.events:
+            if predicate(seen):
+                return seen
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                event = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"worker {self.index}: no {what} within {timeout:g} s: {self.events}") from None
+            if event is None:
+                self.process.wait(WAIT)
+                self.stderr.flush()
+                self.stderr.seek(0)
+                log = self.stderr.read().decode(errors="replace")[-3000:]
+                raise AssertionError(f"worker {self.index} ended ({self.process.returncode}) before {what}: {log}")
+            self.events.append(event)
+            if predicate(event):
+                return event
+
+    def event(self, name: str, timeout: float = WAIT) -> dict[str, Any]:
+        return self.expect(lambda event: event["event"] == name, repr(name), timeout)
+
+    def became(self, state: State, timeout: float = WAIT) -> float:
+        """When (time.time) its circuit first became ``state``."""
+        found = self.expect(lambda e: e["event"] == "state" and e["new"] == state.value, f"state {state}", timeout)
+        when: float = found["time"]
+        return when
+
+    def transitions(self) -> list[tuple[str, str]]:
+        return [(e["old"], e["new"]) for e in self.events if e["event"] == "state"]
+
+    def finish(self) -> None:
+        """Ask it to exit; wait for it (killed if it does not); close its pipes."""
+        if self.process.poll() is None:
+            try:
+                self.send("exit")
+                self.process.wait(WAIT)
+            except (OSError, subprocess.TimeoutExpired):
+                self.process.kill()
+                self.process.wait()
+        self._reader.join(WAIT)
+        for pipe in (self.process.stdin, self.process.stdout):
+            if pipe is not None:
+                pipe.close()
+        assert self.process.returncode == 0, f"worker {self.index} exited with {self.process.returncode}"
+
+
+class StartWorkers(Protocol):
+    def __call__(self, count: int, **config: Any) -> list[Worker]: ...
+
+
+@pytest.fixture
+def workers(redis_server: RedisServer, tmp_path: Path) -> Iterator[StartWorkers]:
+    """Start `fleet_worker` processes on the test's redis-server (each ready: synced with Redis); all of them are
+    ended when the test ends."""
+    started: list[Worker] = []
+    logs: list[IO[bytes]] = []
+
+    def start(count: int, **config: Any) -> list[Worker]:
+        group = []
+        for index in range(count):
+            log = (tmp_path / f"worker-{len(started)}.err").open("w+b")
+            logs.append(log)
+            options = {
+                "port": redis_server.port,
+                "index": index,
+                "namespace": "fleet",
+                "sync_interval": INTERVAL,
+                "fleet": True,
+                "command": "dependency",
+                "volume": 20,
+                "sleep_window": 30.0,
+                "calls": 0,
+                "threads": 0,
+                "pause": 0.0,
+                **config,
+            }
+            worker = Worker(options, log)
+            started.append(worker)
+            group.append(worker)
+        for worker in group:
+            worker.event("ready", timeout=30.0)  # a cold interpreter start on a loaded machine
+        return group
+
+    try:
+        yield start
+        for worker in started:
+            worker.finish()
+    finally:
+        for worker in started:
+            if worker.process.poll() is None:
+                worker.process.kill()
+                worker.process.wait()
+        for log in logs:
+            log.close()
+
+
+def test_four_processes_each_below_the_volume_open_within_two_sync_intervals_of_the_fleet_trip(
+    redis_server: RedisServer, workers: StartWorkers
+) -> None:
+    """4 processes x 8 failing calls (volume 20): the fleet trips, and every circuit opens within 2 sync intervals."""
+    client = redis_server.client(decode_responses=True)
+    group = workers(4, scenario="trip", calls=8, volume=20)
+    for worker in group:
+        worker.send("go")
+    for worker in group:
+        called = worker.event("called")
+        assert called["unexpected"] == []
+        assert called["failed"] + called["short_circuited"] == 8  # short-circuited: the fleet tripped first
+    assert sum(worker.event("called")["failed"] for worker in group) >= 20
+    opened_at = [worker.became(State.OPEN) for worker in group]
+    fleet = hash_of(client, "{fleet}:breaker:dependency:state")
+    assert (fleet["state"], fleet["gen"]) == ("open", "1"), fleet
+    tripped = int(fleet["opened"])  # ms, Redis's TIME
+    delays = [round(when * 1000 - tripped) for when in opened_at]
+    # No slack: a process learns of the trip at its next sync (at most one interval later), and the process whose
+    # sync tripped the fleet, at once. Both clocks are this machine's real-time clock: none opens before the trip.
+    assert all(0 <= delay <= 2 * INTERVAL * 1000 for delay in delays), f"ms after the fleet's trip: {delays}"
+    for worker in group:
+        assert worker.transitions() == [("closed", "open")]
+
+
+def test_without_fleet_mode_the_same_four_processes_open_no_circuit(
+    redis_server: RedisServer, workers: StartWorkers
+) -> None:
+    """The control: the same 4 x 8 failing calls without fleet mode leave every circuit closed (8 < volume 20)."""
+    group = workers(4, scenario="trip", calls=8, volume=20, fleet=False)
+    for worker in group:
+        worker.send("go")
+    for worker in group:
+        called = worker.event("called")
+        assert (called["state"], called["failed"], called["unexpected"]) == ("closed", 8, [])
+        assert worker.transitions() == []
+
+
+class Call(NamedTuple):
+    """A call that reached the dependency of the probe scenario (see `fleet_worker.DEPENDENCY`)."""
+
+    worker: int
+    ms: float  # Redis's TIME
+    healthy: bool
+    state: str  # the caller's circuit, as the run saw it
+
+
+def test_exactly_one_probe_reaches_the_dependency_per_sleep_window_fleet_wide(
+    redis_server: RedisServer, workers: StartWorkers
+) -> None:
+    """4 processes x 8 threads call on: one call per sleep window reaches the dependency; a good one closes all."""
+    sleep_ms = 1000
+    client = redis_server.client(decode_responses=True)
+    key = "{fleet}:breaker:dependency:state"
+    group = workers(4, scenario="probe", threads=8, pause=0.005, sleep_window=sleep_ms / 1000)
+    seen: dict[int, tuple[str, int]] = {}  # generation (from 1): (state, opened ms), polled from Redis
+
+    def watch_until(done: Callable[[], bool], what: str, timeout: float) -> None:
+        def poll() -> bool:
+            fields = hash_of(client, key)
+            if fields and fields["gen"] != "0":  # generation 0: closed, since the first sync
+                seen.setdefault(int(fields["gen"]), (fields["state"], int(fields["opened"])))
+            return done()
+
+        wait_for(what, poll, timeout, interval=0.002)
+
+    for worker in group:
+        worker.send("go")
+    # The dependency fails: the fleet trips (generation 1), then each probe fails and reopens it (2, 3).
+    watch_until(lambda: 3 in seen, "the fleet's trip and two failed probes", WAIT)
+    client.set(HEALTH_KEY, "1")
+    watch_until(lambda: any(state == "closed" for state, _ in seen.values()), "the fleet closing", WAIT)
+    closed_at = [worker.became(State.CLOSED) for worker in group]
+    for worker in group:
+        worker.send("stop")
+    for worker in group:
+        done = worker.event("done")
+        assert done["unexpected"] == []
+        assert done["outcomes"]["CircuitOpenError"] > 100  # they kept calling while it was open
+    calls = []
+    for entry in client.lrange(CALLS_KEY, 0, -1):
+        index, seconds, micros, healthy, state = str(entry).split()
+        calls.append(Call(int(index), int(seconds) * 1000 + int(micros) / 1000, healthy == "1", state))
+
+    generations = sorted(seen)
+    assert generations == list(range(1, generations[-1] + 1)), seen  # none missed
+    assert [state for gen, (state, _) in sorted(seen.items())] == ["open"] * (len(seen) - 1) + ["closed"], seen
+    opened = [seen[gen][1] for gen in generations[:-1]]  # when each open generation began (ms)
+    # The calls admitted before a process saw the trip reach the dependency within two intervals of it; from then
+    # on, each open generation lets exactly one call through (its probe), once its sleep window has passed.
+    # Redis stores whole ms (floored), so a generation that opened at ``opened`` began before ``opened + 1``: the
+    # failed probe that began it may be logged in the same ms, and belongs to the generation before.
+    settled = opened[0] + 2 * INTERVAL * 1000
+    starts = [settled] + [start + 1 for start in opened[1:]]
+    for gen, (start, end) in enumerate(zip(starts, [start + 1 for start in opened[1:]], strict=False), 1):
+        between = [c for c in calls if start <= c.ms < end]
+        assert len(between) == 1, f"generation {gen}: calls in [{start}, {end}): {between}"
+        (only,) = between
+        assert only.ms >= opened[gen - 1] + sleep_ms  # after the sleep window, not before
+        assert (only.healthy, only.state) == (False, "half_open")
+        assert end - start < 2 * sleep_ms  # a period shorter than two sleep windows
+    # The dependency healthy: one probe, then every circuit closes within two sync intervals of it.
+    after = [c for c in calls if c.ms >= opened[-1] + 1]
+    assert after, "no call reached the healthy dependency"
+    probe = after[0]
+    assert (probe.healthy, probe.state) == (True, "half_open")
+    assert probe.ms >= opened[-1] + sleep_ms
+    assert [c for c in after if c.state == "half_open"] == [probe]
+    delays = [round(when * 1000 - probe.ms) for when in closed_at]
+    assert all(0 <= delay <= 2 * INTERVAL * 1000 for delay in delays), f"ms after the probe: {delays}"
+    probes = [c for c in calls if c.state == "half_open"]
+    assert len(probes) == len(opened)  # one per open generation, fleet-wide
+
+
+def test_local_health_never_trips_a_circuit_the_fleet_leads(redis_server: RedisServer, make_fleet: MakeFleet) -> None:
+    """The fleet's figures decide trips: local failures past the volume trip nothing while the fleet is healthy."""
+    breaker.configure_command("dep", CommandConfig(isolation="caller", request_volume_threshold=4))
+    client = redis_server.client(decode_responses=True)
+    idx = redis_ms(client) // 1000  # the fleet's window: 10 buckets of 1000 ms; other processes' successes in two
+    client.hset("{led}:breaker:dep:window", mapping={f"{idx}:r": 500, f"{idx - 1}:r": 500})
+    fleet = make_fleet(redis_server.client(), "led")
+    circuit = breaker.get_circuit("dep")[0]
+    wait_for("the first sync", lambda: joined(circuit))
+    for _ in range(20):  # every call fails here: alone, the circuit would trip at the 4th
+        assert call("dep", failing) == "boom"
+    assert circuit.state is State.CLOSED
+    assert fleet.wait_synced(WAIT)
+    assert fleet.wait_synced(WAIT)
+    view = circuit.fleet
+    assert view is not None
+    assert (view.state, view.requests, view.errors, view.error_percentage) == ("closed", 1020, 20, 2)
+    assert (circuit.state, circuit.statistics().error_percentage) == (State.CLOSED, 100)
+
+
+# -- Redis killed mid-run -----------------------------------------------------------------------------------------
+
+
+def test_killing_redis_mid_run_fails_no_call_warns_once_and_rejoins_when_it_returns(
+    redis_server: RedisServer, make_fleet: MakeFleet, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SIGKILL redis-server under load: every call still succeeds, one warning, local state; restarted: rejoined."""
+    caplog.set_level(logging.INFO, logger="breaker")
+    breaker.configure_command("dep", CommandConfig(isolation="caller", max_concurrent_requests=10))
+    # A client that gives up on a dead server at once (redis-py's default Retry would retry for seconds).
+    client = redis_server.client(socket_timeout=0.5, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 1))
+    fleet = make_fleet(client, "outage", 0.1)
+    circuit = breaker.get_circuit("dep")[0]
+    wait_for("the first sync", lambda: joined(circuit))
+    stop = threading.Event()
+    outcomes: list[str] = []  # "ok" or the exception's qualified name; list.append is atomic
+
+    def caller() -> None:
+        while not stop.is_set():
+            try:
+                outcomes.append(breaker.do("dep", lambda: "ok"))
+            except Exception as error:
+                outcomes.append(f"{type(error).__module__}.{type(error).__qualname__}: {error}")
+            stop.wait(0.002)
+
+    callers = [threading.Thread(target=caller) for _ in range(4)]
+    for thread in callers:
+        thread.start()
+    try:
+        wait_for("calls in fleet mode", lambda: len(outcomes) > 50)
+        redis_server.kill()
+        wait_for("the outage noticed", lambda: circuit.fleet is not None and not circuit.fleet.connected)
+        failures = fleet.statistics().failures
+        wait_for("more failed syncs", lambda: fleet.statistics().failures >= failures + 2)
+        during = len(outcomes)
+        wait_for("calls during the outage", lambda: len(outcomes) > during + 50)
+        view = circuit.statistics().fleet
+        assert view is not None
+        assert (view.connected, view.probing) == (False, False)
+        assert not fleet.statistics().connected
+        restarted = circuit.health_counts()[0]
+        redis_server.restart()
+        wait_for("the fleet rejoined", lambda: joined(circuit), breaker.fleet.MAX_BACKOFF + WAIT)
+        syncs = fleet.statistics().syncs
+        wait_for("syncs resumed", lambda: fleet.statistics().syncs >= syncs + 2)
+        # The calls made during the outage are not sent on rejoining: the fleet counts only later ones.
+        view = circuit.fleet
+        assert view is not None
+        assert view.requests <= circuit.health_counts()[0] - restarted
+        after = len(outcomes)
+        wait_for("calls after the outage", lambda: len(outcomes) > after + 50)
+    finally:
+        stop.set()
+        for thread in callers:
+            thread.join(WAIT)
+    assert [outcome for outcome in outcomes if outcome != "ok"] == []
+    statistics = fleet.statistics()
+    assert (statistics.connected, statistics.outages, statistics.commands) == (True, 1, ("dep",))
+    assert statistics.failures >= 3
+    checker = redis_server.client(decode_responses=True)
+    state = hash_of(checker, "{outage}:breaker:dep:state")  # the restarted server started empty
+    assert state["state"] == "closed"
+    assert checker.pttl("{outage}:breaker:dep:state") > 0
+    records = [r for r in caplog.records if r.name == "breaker"]
+    warnings = [r.getMessage() for r in records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert "cannot sync with Redis" in warnings[0]
+    assert "'outage'" in warnings[0]
+    rejoined = [r.getMessage() for r in records if r.levelno == logging.INFO and "rejoined" in r.getMessage()]
+    assert len(rejoined) == 1, rejoined
+
+
+# -- every key expires --------------------------------------------------------------------------------------------
+
+
+def test_every_key_has_a_ttl_and_none_is_left_once_the_longest_ttl_has_passed(
+    redis_server: RedisServer, make_fleet: MakeFleet
+) -> None:
+    """Trip, probe, close: every key of the namespace has a TTL all along; after the fleet stops, all expire."""
+    breaker.configure_command(
+        "dep",
+        CommandConfig(
+            isolation="caller",
+            timeout=0.2,
+            rolling_window=1.0,
+            sleep_window=0.5,
+            request_volume_threshold=4,
+        ),
+    )
+    client = redis_server.client(decode_responses=True)
+    fleet = make_fleet(redis_server.client(), "ttl", 0.05)
+    circuit = breaker.get_circuit("dep")[0]
+    wait_for("the first sync", lambda: joined(circuit))
+    snapshots: list[dict[str, int]] = []
+    for _ in range(4):
+        assert call("dep", failing) == "boom"
+    wait_for("the fleet's trip", lambda: circuit.state is State.OPEN)
+    snapshots.append(keys_of(client, "ttl"))
+    wait_for("the probe lease", lambda: circuit.fleet is not None and circuit.fleet.probing)
+    snapshots.append(keys_of(client, "ttl"))
+    assert call("dep", lambda: "ok") == "ok"  # the probe
+    wait_for("the fleet closed", lambda: circuit.fleet is not None and circuit.fleet.state == "closed")
+    for _ in range(3):
+        assert call("dep", lambda: "ok") == "ok"
+    wait_for("the window counted", lambda: circuit.fleet is not None and circuit.fleet.requests == 3)
+    snapshots.append(keys_of(client, "ttl"))
+    fleet.close()
+    snapshots.append(keys_of(client, "ttl"))
+    prefix = "{ttl}:breaker:dep:"  # the command's keys; the namespace may hold others (the process's sync mark)
+    assert [sorted(key for key in keys if key.startswith(prefix)) for keys in snapshots] == [
+        [prefix + "state"],
+        [prefix + "probe", prefix + "state"],
+        [prefix + "state", prefix + "window"],
+        [prefix + "state", prefix + "window"],
+    ]
+    assert all(pttl > 0 for keys in snapshots for pttl in keys.values()), snapshots  # every key of the namespace
+    longest = max(snapshots[-1].values()) / 1000
+    wait_for("every key expired", lambda: not keys_of(client, "ttl"), longest + 2.0, interval=0.05)
+
+
+# -- the sync script on its own -----------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Args:
+    """One command's ARGV of the sync script (see the comment above `SYNC_SCRIPT`)."""
+
+    seen: int = 0
+    requests: int = 0
+    errors: int = 0
+    window_ms: int = 10_000
+    buckets: int = 10
+    volume: int = 20
+    threshold: float = 50
+    sleep_ms: int = 5_000
+    lease_ms: int = 10_000
+    event: str = ""
+    ttl_ms: int = 60_000
+
+
+class Answer(NamedTuple):
+    state: str
+    age_ms: int
+    generation: int
+    requests: int
+    errors: int
+    granted: bool
+
+
+class Sync:
+    """`SYNC_SCRIPT` registered with a test's client; `__call__` is one process's sync of some commands."""
+
+    def __init__(self, client: redis.Redis, namespace: str = "s") -> None:
+        self.client = client
+        self.namespace = namespace
+        self.script = client.register_script(SYNC_SCRIPT)
+
+    def key(self, command: str, part: str) -> str:
+        return f"{{{self.namespace}}}:breaker:{command}:{part}"
+
+    def __call__(self, token: str, **commands: Args) -> dict[str, Answer]:
+        keys: list[str] = []
+        argv: list[str | int | float] = [token, len(commands)]
+        for command, a in commands.items():
+            keys += [self.key(command, "state"), self.key(command, "window"), self.key(command, "probe")]
+            argv += [a.seen, a.requests, a.errors, a.window_ms, a.buckets, a.volume, a.threshold]
+            argv += [a.sleep_ms, a.lease_ms, a.event, a.ttl_ms]
+        flat = self.script(keys=keys, args=argv)
+        assert len(flat) == 6 * len(commands)
+        answers = {}
+        for i, command in enumerate(commands):
+            state, age, gen, requests, errors, granted = flat[6 * i : 6 * i + 6]
+            answers[command] = Answer(str(state), int(age), int(gen), int(requests), int(errors), bool(granted))
+        return answers
+
+    def one(self, token: str, args: Args, command: str = "c") -> Answer:
+        return self(token, **{command: args})[command]
+
+    def state(self, command: str = "c") -> dict[str, str]:
+        return hash_of(self.client, self.key(command, "state"))
+
+    def trip(self, base: Args | None = None, command: str = "c") -> Answer:
+        """Open the fleet of ``command`` (at generation 0: 2 requests, 2 errors, volume 2; the rest from ``base``)."""
+        args = dataclasses.replace(base or Args(), seen=0, requests=2, errors=2, volume=2)
+        answer = self.one("tripper", args, command)
+        assert (answer.state, answer.generation) == ("open", 1)
+        return answer
+
+    def wait_sleep(self, sleep_ms: int, command: str = "c") -> None:
+        """Wait on Redis's clock until the fleet of ``command`` has been open for ``sleep_ms`` (takes no lease)."""
+        opened = int(self.state(command)["opened"])
+        wait_for(f"{sleep_ms} ms of Redis time", lambda: redis_ms(self.client) - opened >= sleep_ms, 5.0, 0.01)
+
+
+@pytest.fixture
+def sync(redis_server: RedisServer) -> Sync:
+    """The sync script on the test's redis-server (a client decoding replies to str)."""
+    return Sync(redis_server.client(decode_responses=True))
+
+
+def test_script_adds_up_the_counts_of_every_caller_per_command(sync: Sync) -> None:
+    """Deltas from several callers (and commands in one call) add up per command over the window."""
+    first = sync("a", x=Args(requests=5, errors=1), y=Args(requests=2, errors=2))
+    assert first["x"] == Answer("closed", first["x"].age_ms, 0, 5, 1, False)
+    assert (first["y"].requests, first["y"].errors) == (2, 2)
+    second = sync.one("b", Args(requests=3, errors=2), "x")
+    assert (second.state, second.requests, second.errors) == ("closed", 8, 3)
+    third = sync("c", x=Args(), y=Args(requests=1))
+    assert [(a.requests, a.errors) for a in third.values()] == [(8, 3), (3, 2)]
+    assert sync.state("x") == {"state": "closed", "gen": "0", "opened": "0"}
+
+
+def test_script_drops_buckets_older_than_the_window(sync: Sync) -> None:
+    """A bucket older than the window is neither counted nor kept; sent counts leave the window after it."""
+    window = sync.key("c", "window")
+    # 10 buckets of 1000 ms (Redis's clock): in the first half of one, the script runs in the same one.
+    wait_for("the first half of a bucket", lambda: redis_ms(sync.client) % 1000 < 500, 1.0, 0.01)
+    idx = redis_ms(sync.client) // 1000
+    planted = {idx - 13: (50, 50), idx - 10: (40, 40), idx - 9: (7, 1), idx: (2, 0)}  # bucket: (requests, errors)
+    fields: dict[FieldT, EncodableT] = {
+        f"{i}:{kind}": n for i, counts in planted.items() for kind, n in zip("re", counts, strict=True)
+    }
+    sync.client.hset(window, mapping=fields)
+    answer = sync.one("a", Args())
+    assert idx == redis_ms(sync.client) // 1000  # still the same bucket
+    assert (answer.requests, answer.errors) == (9, 1)  # buckets idx - 9 .. idx: the window
+    assert sorted(sync.client.hkeys(window)) == sorted(f"{i}:{kind}" for i in (idx - 9, idx) for kind in "re")
+    # In real time: 3 buckets of 100 ms; counts leave between 200 and 300 ms after they were sent.
+    short = Args(window_ms=300, buckets=3, volume=1000)
+    sent = redis_ms(sync.client)
+    assert sync.one("a", dataclasses.replace(short, requests=4, errors=4), "d").requests == 4
+    wait_for("the counts to leave the window", lambda: sync.one("a", short, "d").requests == 0, 2.0, 0.002)
+    assert 200 - 5 <= redis_ms(sync.client) - sent <= 300 + 50  # the ms of TIME's rounding, the poll's pace
+    assert not sync.client.exists(sync.key("d", "window"))
+
+
+@pytest.mark.parametrize(
+    ("requests", "errors", "volume", "threshold", "trips"),
+    [
+        (19, 19, 20, 50, False),  # every call failed, below the volume
+        (20, 10, 20, 50, True),  # the volume, exactly the threshold
+        (20, 9, 20, 50, False),  # 45 %
+        (200, 99, 20, 50, True),  # 49.5 % rounds half up to 50
+        (1000, 494, 20, 50, False),  # 49.4 % rounds down
+        (3, 1, 0, 33, True),  # 33.3 %: 33
+        (3, 1, 0, 33.5, False),  # a fractional threshold: 33 < 33.5
+        (0, 0, 0, 50, False),  # no requests never trip
+        (1, 1, 0, 100, True),
+    ],
+)
+def test_script_trips_at_the_volume_and_threshold_rounding_like_the_local_circuit(
+    sync: Sync, clock: FakeClock, requests: int, errors: int, volume: int, threshold: float, trips: bool
+) -> None:
+    """The fleet trips only at volume AND threshold (percentage rounded half up), exactly as a local circuit does."""
+    answer = sync.one("a", Args(requests=requests, errors=errors, volume=volume, threshold=threshold))
+    assert (answer.state, answer.generation) == (("open", 1) if trips else ("closed", 0))
+    expected = "open" if trips else "closed"
+    assert sync.state()["state"] == expected
+    # The local circuit, same figures: successes first, then failures (its error percentage only rises).
+    config = CommandConfig(isolation="caller", request_volume_threshold=volume, error_percent_threshold=threshold)
+    breaker.configure_command("local", config)
+    for i in range(requests):
+        call("local", (lambda: "ok") if i < requests - errors else failing)
+    assert breaker.get_circuit("local")[0].state.value == expected
+
+
+def test_script_drops_counts_sent_for_another_generation(sync: Sync) -> None:
+    """Counts sent with an old (or unknown, -1) generation are dropped; the current generation's are counted."""
+    sync.trip()  # generation 0 -> 1, its window cleared
+    assert sync.one("b", Args(seen=0, requests=5, errors=5)).requests == 0
+    assert sync.one("b", Args(seen=-1, requests=5, errors=5)).requests == 0
+    assert sync.one("b", Args(seen=1, requests=5, errors=5))[3:5] == (5, 5)
+    assert sync.one("b", Args(seen=2, requests=5, errors=5)).requests == 5  # a generation not reached yet either
+    assert sync.state()["gen"] == "1"
+
+
+def test_script_applies_only_the_lease_holders_outcome_for_its_generation(sync: Sync) -> None:
+    """A probe outcome moves the fleet only from the lease holder, for the generation it was granted in."""
+    sync.trip(Args(sleep_ms=50))
+    sync.wait_sleep(50)
+    assert sync.one("holder", Args(seen=1, sleep_ms=50)).granted
+    for event in ("ok", "fail"):
+        ignored = sync.one("other", Args(seen=1, sleep_ms=50, event=event))
+        assert (ignored.state, ignored.generation, ignored.granted) == ("open", 1, False)
+    stale = sync.one("holder", Args(seen=0, sleep_ms=50, event="ok"))
+    assert (stale.state, stale.generation, stale.granted) == ("open", 1, True)
+    closed = sync.one("holder", Args(seen=1, sleep_ms=50, event="ok"))
+    assert (closed.state, closed.generation) == ("closed", 2)
+
+
+def test_script_grants_the_lease_to_exactly_one_of_many_callers_after_the_sleep_window_and_it_expires(
+    sync: Sync,
+) -> None:
+    """No lease during the sleep window; then one caller of many gets it, keeps it, and loses it when it expires."""
+    timing = Args(seen=1, sleep_ms=300, lease_ms=300)
+    sync.trip(timing)
+    tokens = [f"process-{i}" for i in range(12)]
+    early = [sync.one(token, timing) for token in tokens]
+    assert not any(answer.granted for answer in early)
+    assert all(answer.age_ms < 300 for answer in early)
+    sync.wait_sleep(300)
+    random.shuffle(tokens)
+    granted = [token for token in tokens if sync.one(token, timing).granted]
+    assert len(granted) == 1
+    (holder,) = granted
+    lease = sync.key("c", "probe")
+    assert sync.client.get(lease) == holder
+    assert 0 < sync.client.pttl(lease) <= 300
+    assert [token for token in tokens if sync.one(token, timing).granted] == [holder]
+    taken = redis_ms(sync.client)
+    wait_for("the lease to expire", lambda: not sync.client.exists(lease), 2.0, 0.002)
+    assert redis_ms(sync.client) - taken <= 300 + 50
+    other = next(token for token in tokens if token != holder)
+    assert sync.one(other, timing).granted  # an expired lease goes to the next caller
+    assert not sync.one(holder, timing).granted
+
+
+def test_script_ok_closes_and_fail_reopens_with_a_new_opening_time(sync: Sync) -> None:
+    """The holder's 'fail' reopens (new generation, opened now, lease freed); its 'ok' closes and clears the window."""
+    sync.trip(Args(sleep_ms=100))
+    first = int(sync.state()["opened"])
+    sync.wait_sleep(100)
+    assert sync.one("a", Args(seen=1, sleep_ms=100)).granted
+    failed = sync.one("a", Args(seen=1, sleep_ms=100, event="fail"))
+    assert (failed.state, failed.generation, failed.granted) == ("open", 2, False)
+    assert failed.age_ms < 100
+    assert int(sync.state()["opened"]) >= first + 100
+    assert not sync.client.exists(sync.key("c", "probe"))
+    assert not sync.one("b", Args(seen=2, sleep_ms=100)).granted  # a new sleep window
+    sync.wait_sleep(100)
+    assert sync.one("b", Args(seen=2, sleep_ms=100)).granted
+    closed = sync.one("b", Args(seen=2, sleep_ms=100, event="ok", requests=3, errors=3))
+    assert (closed.state, closed.generation, closed.requests, closed.granted) == ("closed", 3, 0, False)
+    assert not sync.client.exists(sync.key("c", "probe"))
+    assert sync.one("c", Args(seen=3, requests=2, errors=1))[3:5] == (2, 1)
+
+
+def test_script_puts_a_ttl_on_every_key_it_writes(sync: Sync) -> None:
+    """State (ttl), window (window + a bucket) and lease (lease): every key the script writes has a TTL."""
+    timing = Args(sleep_ms=50, lease_ms=5_000, ttl_ms=20_000)
+    sync.one("a", dataclasses.replace(timing, requests=1), "closed")
+    sync.trip(timing)
+    sync.wait_sleep(50)
+    assert sync.one("a", dataclasses.replace(timing, seen=1, requests=1)).granted
+    ttls = keys_of(sync.client, "s")
+    written = [("closed", "state"), ("closed", "window"), ("c", "state"), ("c", "window"), ("c", "probe")]
+    assert sorted(ttls) == sorted(sync.key(command, part) for command, part in written)
+    assert 15_000 < ttls[sync.key("c", "state")] <= 20_000
+    assert 0 < ttls[sync.key("c", "window")] <= 10_000 + 1_000
+    assert 4_000 < ttls[sync.key("c", "probe")] <= 5_000
+    assert all(ttl > 0 for ttl in ttls.values()), ttls
+
+
+# -- options, close, the stream ----------------------------------------------------------------------------------
+
+
+def shared_in_redis(client: redis.Redis, namespace: str) -> list[str]:
+    """The commands that have keys (``{namespace}:breaker:<command>:<part>``) in Redis."""
+    prefix = f"{{{namespace}}}:breaker:"
+    return sorted(
+        {key.removeprefix(prefix).rsplit(":", 1)[0] for key in keys_of(client, namespace) if key.startswith(prefix)}
+    )
+
+
+def test_commands_opts_in_and_exclude_opts_out(redis_server: RedisServer, make_fleet: MakeFleet) -> None:
+    """Only the chosen commands are shared: an excluded one gets no key in Redis and no fleet view."""
+    client = redis_server.client(decode_responses=True)
+    a, b = breaker.get_circuit("a")[0], breaker.get_circuit("b")[0]
+    fleet = make_fleet(redis_server.client(), "opt", commands=["a", "b", "later"], exclude=["b"])
+    later, other = breaker.get_circuit("later")[0], breaker.get_circuit("other")[0]  # made after the fleet
+    wait_for("the shared commands synced", lambda: joined(a) and joined(later))
+    assert fleet.wait_synced(WAIT)
+    assert (b.fleet, other.fleet) == (None, None)
+    assert [fleet.shares(name) for name in ("a", "b", "later", "other")] == [True, False, True, False]
+    assert fleet.statistics().commands == ("a", "later")
+    assert shared_in_redis(client, "opt") == ["a", "later"]
+    # exclude alone: every command but those
+    fleet = make_fleet(redis_server.client(), "out", exclude=("b",))
+    wait_for("the shared commands synced", lambda: all(joined(c) for c in (a, later, other)))
+    assert fleet.wait_synced(WAIT)
+    assert b.fleet is None
+    assert shared_in_redis(client, "out") == ["a", "later", "other"]
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "field"),
+    [
+        ({"client": None}, TypeError, "client"),
+        ({"client": "redis://localhost"}, TypeError, "client"),
+        ({"namespace": ""}, ValueError, "namespace"),
+        ({"namespace": "{app}"}, ValueError, "namespace"),
+        ({"namespace": "a}b"}, ValueError, "namespace"),
+        ({"namespace": 7}, ValueError, "namespace"),
+        ({"sync_interval": 0}, ValueError, "sync_interval"),
+        ({"sync_interval": -1.0}, ValueError, "sync_interval"),
+        ({"sync_interval": float("inf")}, ValueError, "sync_interval"),
+        ({"sync_interval": float("nan")}, ValueError, "sync_interval"),
+        ({"sync_interval": "0.25"}, TypeError, "sync_interval"),
+        ({"sync_interval": True}, TypeError, "sync_interval"),
+        ({"commands": "a"}, TypeError, "commands"),
+        ({"commands": [1]}, TypeError, "commands"),
+        ({"exclude": "a"}, TypeError, "exclude"),
+    ],
+    ids=lambda value: ",".join(f"{k}={v!r}" for k, v in value.items()) if isinstance(value, dict) else None,
+)
+def test_configure_fleet_rejects_a_bad_option_naming_it(
+    fresh_registry: Registry, options: dict[str, Any], error: type[Exception], field: str
+) -> None:
+    """A bad client, namespace, sync_interval, commands or exclude raises naming the field, and starts nothing."""
+    client = redis.Redis(port=1)  # never reached
+    try:
+        arguments: dict[str, Any] = {"client": client, "namespace": "app", "sync_interval": 0.25, **options}
+        with pytest.raises(error, match=field):
+            breaker.configure_fleet(**arguments)
+    finally:
+        accepted = breaker.fleet.current_fleet()
+        if accepted is not None:  # it did not raise (the test fails): leave nothing running for the next tests
+            accepted.close()
+        client.close()
+    assert breaker.fleet.current_fleet() is None
+    assert not fleet_threads()
+    assert fresh_registry.listeners == ()
+
+
+def test_close_stops_the_thread_returns_circuits_to_local_state_and_is_idempotent(
+    redis_server: RedisServer, make_fleet: MakeFleet
+) -> None:
+    """close(): no sync thread left, no fleet view, local trips again; a second close() does nothing."""
+    breaker.configure_command("dep", CommandConfig(isolation="caller", request_volume_threshold=4))
+    circuit = breaker.get_circuit("dep")[0]
+    fleet = make_fleet(redis_server.client(), "close")
+    wait_for("the first sync", lambda: joined(circuit))
+    assert breaker.fleet.current_fleet() is fleet
+    assert fleet_threads()
+    fleet.close()
+    assert not fleet_threads()
+    assert circuit.fleet is None
+    assert breaker.fleet.current_fleet() is None
+    assert fleet.statistics().commands == ("dep",)
+    syncs = fleet.statistics().syncs
+    assert not fleet.wait_synced(0.2)
+    for _ in range(4):
+        assert call("dep", failing) == "boom"
+    assert circuit.state is State.OPEN  # tripped by local health alone, at once
+    fleet.close()
+    assert (circuit.fleet, fleet.statistics().syncs, fleet_threads()) == (None, syncs, [])
+    assert "closed" in repr(fleet)
+
+
+def test_a_second_configure_fleet_closes_the_first(
+    redis_server: RedisServer, make_fleet: MakeFleet, fresh_registry: Registry
+) -> None:
+    """configure_fleet replaces the fleet before it: the first stops (thread, listener), the second syncs."""
+    circuit = breaker.get_circuit("dep")[0]
+    first = make_fleet(redis_server.client(), "one")
+    wait_for("the first fleet's sync", lambda: joined(circuit))
+    second = make_fleet(redis_server.client(), "two")
+    assert [thread.name for thread in fleet_threads()] == ["breaker-fleet-two"]
+    assert breaker.fleet.current_fleet() is second
+    assert not first.wait_synced(0.2)
+    assert len(fresh_registry.listeners) == 1
+    assert second.wait_synced(WAIT)
+    wait_for("the second fleet's view", lambda: joined(circuit))
+    assert keys_of(redis_server.client(decode_responses=True), "two")
+
+
+def test_the_stream_message_carries_the_fleet_fields_in_fleet_mode_only(
+    redis_server: RedisServer, make_fleet: MakeFleet
+) -> None:
+    """A fleet-mode circuit's Hystrix message has the fleet* fields, with its FleetView's values; a local one none."""
+    breaker.configure_command("dep", CommandConfig(isolation="caller"))
+    shared, local = breaker.get_circuit("dep")[0], breaker.get_circuit("local")[0]
+    make_fleet(redis_server.client(), "stream", exclude=["local"])
+    for _ in range(3):
+        assert call("dep", failing) == "boom"
+    wait_for("the fleet's counts", lambda: shared.fleet is not None and shared.fleet.requests == 3)
+    stats = shared.statistics()
+    assert stats.fleet is not None
+    message = breaker.stream.command_message(stats, 0)
+    fleet = {field: message.get(field) for field in FLEET_FIELDS}
+    assert fleet == {
+        "fleetState": "closed",
+        "fleetRequestCount": 3,
+        "fleetErrorCount": 3,
+        "fleetErrorPercentage": 100,
+        "fleetGeneration": stats.fleet.generation,
+        "fleetConnected": True,
+        "fleetProbing": False,
+    }
+    encoded = json.loads(breaker.stream.encode(message).removeprefix(b"data: "))
+    assert {field: encoded[field] for field in FLEET_FIELDS} == fleet
+    assert not set(FLEET_FIELDS) & set(breaker.stream.command_message(local.statistics(), 0))
