@@ -15,6 +15,8 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Final, Literal, TypedDict
 
+from typing_extensions import NotRequired
+
 from ._circuit import Circuit, CircuitStatistics
 from ._events import State
 from ._latency import PERCENTILES, LatencyStatistics
@@ -95,6 +97,14 @@ class CommandMessage(TypedDict):
     circuitState: str
     rollingCountCancelled: int
     currentAbandonedCount: int
+    # Fleet mode only (`breaker.configure_fleet`):
+    fleetState: NotRequired[str]
+    fleetRequestCount: NotRequired[int]
+    fleetErrorCount: NotRequired[int]
+    fleetErrorPercentage: NotRequired[int]
+    fleetGeneration: NotRequired[int]
+    fleetConnected: NotRequired[bool]
+    fleetProbing: NotRequired[bool]
 
 
 class ThreadPoolMessage(TypedDict):
@@ -166,7 +176,9 @@ def command_message(stats: CircuitStatistics, now_ms: int, *, group: str | None 
       ``ThreadPoolKeyOverride`` is null; request cache and request log are false; ``circuitBreakerEnabled`` is
       true.
     - ``threadPool``: the command name (each circuit has its own tickets). ``reportingHosts``: 1.
-    - Extras: ``rollingCountCancelled`` (async callers cancelled) and ``currentAbandonedCount`` (``abandoned``).
+    - Extras: ``rollingCountCancelled`` (async callers cancelled) and ``currentAbandonedCount`` (``abandoned``);
+      in fleet mode (``stats.fleet``), the fleet's figures: ``fleetState``, ``fleetRequestCount``,
+      ``fleetErrorCount``, ``fleetErrorPercentage``, ``fleetGeneration``, ``fleetConnected``, ``fleetProbing``.
 
     Args:
         stats: The circuit's snapshot (``circuit.statistics()``).
@@ -182,7 +194,7 @@ def command_message(stats: CircuitStatistics, now_ms: int, *, group: str | None 
     missing = sum(counts[e] for e in _NEED_FALLBACK) - counts["fallback-success"] - counts["fallback-failure"]
     timeout = max(1, _ms(settings.timeout))
     window = max(1, _ms(settings.rolling_window))
-    return {
+    message: CommandMessage = {
         "type": "HystrixCommand",
         "name": stats.name,
         "group": stats.name if group is None else group,
@@ -235,6 +247,16 @@ def command_message(stats: CircuitStatistics, now_ms: int, *, group: str | None 
         "rollingCountCancelled": counts["cancelled"],
         "currentAbandonedCount": stats.abandoned,
     }
+    fleet = stats.fleet
+    if fleet is not None:  # the fleet's figures beside the local ones
+        message["fleetState"] = fleet.state
+        message["fleetRequestCount"] = fleet.requests
+        message["fleetErrorCount"] = fleet.errors
+        message["fleetErrorPercentage"] = fleet.error_percentage
+        message["fleetGeneration"] = fleet.generation
+        message["fleetConnected"] = fleet.connected
+        message["fleetProbing"] = fleet.probing
+    return message
 
 
 def thread_pool_message(stats: CircuitStatistics, now_ms: int) -> ThreadPoolMessage:

@@ -170,6 +170,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         streams: dict[str, Callable[[], None]] = {
             "hystrix.stream": lambda: self.send_stream(plain_intervals()),
             "breaker.stream": lambda: self.send_stream(BREAKER_STREAM),
+            "fleet.stream": lambda: self.send_stream(FLEET_STREAM),
             "live.stream": lambda: self.send_stream(LIVE_STREAM, repeat=True),
             "slow.stream": lambda: self.send_stream(plain_intervals(), delay=1.0),
             "proxy.stream": lambda: self.send_proxy(url.query),
@@ -407,6 +408,50 @@ def test_breaker_extras_half_open_and_abandoned(site: Site, page: Page) -> None:
     expect(inventory.locator(".pool")).to_have_text("pool Inventory: 3 active of 10, 0 queued, 12 run, 1 rejected")
     expect(page.locator("#dropped")).to_have_text("1 malformed message ignored")
     expect(page.locator(".card")).to_have_count(1)
+
+
+#: Fleet mode: one circuit shared through Redis (open fleet-wide), one whose process lost Redis.
+FLEET_STREAM = [
+    event(
+        breaker_command(
+            "Payments",
+            circuitState="open",
+            fleetState="open",
+            fleetRequestCount=1234,
+            fleetErrorCount=700,
+            fleetErrorPercentage=57,
+            fleetGeneration=3,
+            fleetConnected=True,
+            fleetProbing=True,
+        )
+    )
+    + event(
+        breaker_command(
+            "Ledger",
+            fleetState="closed",
+            fleetRequestCount=0,
+            fleetErrorCount=0,
+            fleetErrorPercentage=0,
+            fleetGeneration=8,
+            fleetConnected=False,
+            fleetProbing=False,
+        )
+    )
+    + event(breaker_command("Local"))
+]
+
+
+def test_fleet_figures_show_beside_the_local_ones(site: Site, page: Page) -> None:
+    """A fleet-mode circuit's card shows the fleet's state, requests, errors and link; a local one shows none."""
+    page.goto(site.url + "?stream=fleet.stream")
+    payments = card(page, "Payments").locator(".fleet")
+    expect(payments).to_have_text("fleet: open · 1,234 req · 57% errors · gen 3 · probing for the fleet")
+    expect(payments).to_have_attribute("data-state", "open")
+    ledger = card(page, "Ledger").locator(".fleet")
+    expect(ledger).to_have_text("fleet: closed · 0 req · 0% errors · gen 8 · Redis unreachable: local")
+    expect(ledger).to_have_attribute("data-connected", "false")
+    expect(card(page, "Local")).to_be_visible()
+    expect(card(page, "Local").locator(".fleet")).to_be_hidden()
 
 
 def test_sparkline_draws_rate_and_error(site: Site, page: Page) -> None:

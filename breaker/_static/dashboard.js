@@ -209,6 +209,20 @@ function readCommand(message) {
     inUse: numberOf(message.currentConcurrentExecutionCount),
     tickets: limitOf(message.propertyValue_executionIsolationSemaphoreMaxConcurrentRequests),
     abandoned: "currentAbandonedCount" in message ? numberOf(message.currentAbandonedCount) : null,
+    fleet: readFleet(message),
+  };
+}
+
+// breaker's fleet mode (configure_fleet) sends the fleet's shared figures beside the process's own.
+function readFleet(message) {
+  if (!("fleetState" in message)) return null;
+  return {
+    state: textOf(message.fleetState),
+    requests: numberOf(message.fleetRequestCount),
+    errorPct: numberOf(message.fleetErrorPercentage),
+    generation: numberOf(message.fleetGeneration),
+    connected: truthOf(message.fleetConnected),
+    probing: truthOf(message.fleetProbing),
   };
 }
 
@@ -404,6 +418,7 @@ function createCard(source, name) {
       rate: find(".rate"),
       tickets: find(".tickets"),
       abandoned: find(".abandoned"),
+      fleet: find(".fleet"),
       errors: find(".errors"),
       errorPct: find(".error-pct"),
       errorFill: find(".error-fill"),
@@ -456,6 +471,7 @@ function renderCard(card, figures) {
   setText(parts.tickets, `${formatCount(figures.inUse)} / ${formatLimit(figures.tickets)}`);
   setText(parts.abandoned, figures.abandoned === null ? "—" : formatCount(figures.abandoned));
   renderMeta(card, figures);
+  renderFleet(parts.fleet, figures.fleet);
   renderErrors(parts, figures);
   renderCounts(parts, figures.counts);
   renderLatency(parts, "execute", figures.execute);
@@ -463,6 +479,19 @@ function renderCard(card, figures) {
   renderSparkline(card);
   const pool = dashboard.pools.get(cardKey(card.source, card.poolName));
   if (pool) renderPool(card, pool);
+}
+
+function renderFleet(element, fleet) {
+  element.hidden = fleet === null;
+  if (fleet === null) return;
+  const link = fleet.connected ? (fleet.probing ? "probing for the fleet" : "synced") : "Redis unreachable: local";
+  setText(
+    element,
+    `fleet: ${fleet.state} · ${formatCount(fleet.requests)} req · ${formatPercent(fleet.errorPct)} errors · ` +
+      `gen ${formatCount(fleet.generation)} · ${link}`,
+  );
+  setData(element, "state", fleet.state);
+  setData(element, "connected", String(fleet.connected));
 }
 
 function renderMeta(card, figures) {
