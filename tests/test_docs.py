@@ -5,8 +5,14 @@ from __future__ import annotations
 import re
 import runpy
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from redis_support import RedisServer
+
+pytest_plugins = ["redis_support"]
 
 ROOT = Path(__file__).resolve().parent.parent
 README_BLOCKS = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.DOTALL)
@@ -14,9 +20,14 @@ EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 
 
 @pytest.mark.parametrize("source", README_BLOCKS, ids=[f"readme-block-{i}" for i in range(len(README_BLOCKS))])
-def test_readme_python_blocks_run(source: str) -> None:
-    """Every python block of the README runs as written, against a fresh registry."""
-    exec(compile(source, "README.md", "exec"), {"__name__": "__readme__"})
+def test_readme_python_blocks_run(source: str, request: pytest.FixtureRequest) -> None:
+    """Every python block of the README runs as written, against a fresh registry (and a real redis-server for the
+    blocks that name ``REDIS_PORT``)."""
+    names: dict[str, object] = {"__name__": "__readme__"}
+    if "REDIS_PORT" in source:
+        server: RedisServer = request.getfixturevalue("redis_server")
+        names["REDIS_PORT"] = server.port
+    exec(compile(source, "README.md", "exec"), names)
 
 
 def test_readme_has_blocks() -> None:
