@@ -31,12 +31,10 @@ from math import trunc  # for a positive float, int() but cheaper: a plain funct
 from types import MappingProxyType
 from typing import Any, Final, Protocol
 
-#: Time buckets that left the window and are still watched for late counts. A straggler is a thread that looked
-#: up a bucket's counters just before the bucket left and was descheduled before bumping one: with 8 threads on
-#: the GIL, one waits about 40 ms for its turn, so under a window that turns every 10 ms (the stress tests) 4 were
-#: too few (3 durations in 390,000 were lost on a loaded machine). 16 give four times that margin; each costs
-#: about 2 KB while watched (the memory test holds a window's whole footprint under 64 KB).
-LEAVING: Final = 16
+#: Time buckets that left the window and are still watched for late counts. The drivers look a bucket's counters
+#: up with no call before counting (see `record_both`), so a thread cannot be switched out between the two; the
+#: watch is a margin for what that reasoning may miss.
+LEAVING: Final = 4
 
 __all__ = ["BOUNDS", "PERCENTILES", "Histogram", "LatencyStatistics", "LatencyWindow", "bucket_of"]
 
