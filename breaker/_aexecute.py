@@ -238,7 +238,7 @@ async def do_async(
     else:
         await _finish(circuit, SUCCESS, 0, end, ticket=False)
     # After counting, which turns the window over if due: the duration then lands in the current bucket.
-    try:  # the run's duration is the call's: `_latency.record`, inlined
+    try:  # the run's duration is the call's: `_latency.record_both`, inlined
         i = FINE[trunc(elapsed * FINE_SCALE - EDGE)]
     except IndexError:  # 13 ms or more: search the bounds
         i = bucket_of(BOUNDS, elapsed)
@@ -355,7 +355,7 @@ def async_wrapper(
         else:
             await _finish(circuit, SUCCESS, 0, end, ticket=False)
         # After counting, which turns the window over if due: the duration then lands in the current bucket.
-        try:  # the run's duration is the call's: `_latency.record`, inlined
+        try:  # the run's duration is the call's: `_latency.record_both`, inlined
             i = FINE[trunc(elapsed * FINE_SCALE - EDGE)]
         except IndexError:  # 13 ms or more: search the bounds
             i = bucket_of(BOUNDS, elapsed)
@@ -498,7 +498,7 @@ async def call_here_async(
     else:
         await _finish(circuit, SUCCESS, 0, end, ticket=False)
     # After counting, which turns the window over if due: the duration then lands in the current bucket.
-    try:  # the run's duration is the call's: `_latency.record`, inlined
+    try:  # the run's duration is the call's: `_latency.record_both`, inlined
         i = FINE[trunc(elapsed * FINE_SCALE - EDGE)]
     except IndexError:  # 13 ms or more: search the bounds
         i = bucket_of(BOUNDS, elapsed)

@@ -125,7 +125,7 @@ class FleetView:
         generation: Bumped at every fleet state change; counts sent for an older one are dropped.
         connected: Whether the last sync reached Redis. While it does not, the circuit runs on local state alone.
         probing: Whether this process holds the fleet's probe lease.
-        synced_at: When the last sync succeeded, on the circuit's clock (``-inf`` before the first).
+        synced_at: When the last sync that reached Redis ended, on the circuit's clock.
     """
 
     state: str

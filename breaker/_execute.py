@@ -176,7 +176,7 @@ def do(name: str, run: Callable[[], T], fallback: Callable[[Exception], T] | Non
                 tokens.append(1)
         if fallback is None:
             # After counting, which turns the window over if due: the duration then lands in the current bucket.
-            try:  # the run's duration is the call's: `_latency.record`, inlined
+            try:  # the run's duration is the call's: `_latency.record_both`, inlined
                 i = FINE[trunc(elapsed * FINE_SCALE - EDGE)]
             except IndexError:  # 13 ms or more: search the bounds
                 i = bucket_of(BOUNDS, elapsed)
@@ -207,7 +207,7 @@ def do(name: str, run: Callable[[], T], fallback: Callable[[Exception], T] | Non
     else:
         circuit.count_success(end)
     # After counting, which turns the window over if due: the duration then lands in the current bucket.
-    try:  # the run's duration is the call's: `_latency.record`, inlined
+    try:  # the run's duration is the call's: `_latency.record_both`, inlined
         i = FINE[trunc(elapsed * FINE_SCALE - EDGE)]
     except IndexError:  # 13 ms or more: search the bounds
         i = bucket_of(BOUNDS, elapsed)
@@ -292,7 +292,7 @@ def sync_wrapper(name: str, fn: Callable[P, T], fallback: Fallback[T] | None) ->
                     tokens.append(1)
             if fallback is None:
                 # After counting, which turns the window over if due: the duration then lands in the current bucket.
-                try:  # the run's duration is the call's: `_latency.record`, inlined
+                try:  # the run's duration is the call's: `_latency.record_both`, inlined
                     i = FINE[trunc(elapsed * FINE_SCALE - EDGE)]
                 except IndexError:  # 13 ms or more: search the bounds
                     i = bucket_of(BOUNDS, elapsed)
@@ -323,7 +323,7 @@ def sync_wrapper(name: str, fn: Callable[P, T], fallback: Fallback[T] | None) ->
         else:
             circuit.count_success(end)
         # After counting, which turns the window over if due: the duration then lands in the current bucket.
-        try:  # the run's duration is the call's: `_latency.record`, inlined
+        try:  # the run's duration is the call's: `_latency.record_both`, inlined
             i = FINE[trunc(elapsed * FINE_SCALE - EDGE)]
         except IndexError:  # 13 ms or more: search the bounds
             i = bucket_of(BOUNDS, elapsed)
@@ -414,7 +414,7 @@ def call_here(circuit: Circuit, fn: Callable[..., T], args: Args, kwargs: Kwargs
                 tokens.append(1)
         if fallback is None:
             # After counting, which turns the window over if due: the duration then lands in the current bucket.
-            try:  # the run's duration is the call's: `_latency.record`, inlined
+            try:  # the run's duration is the call's: `_latency.record_both`, inlined
                 i = FINE[trunc(elapsed * FINE_SCALE - EDGE)]
             except IndexError:  # 13 ms or more: search the bounds
                 i = bucket_of(BOUNDS, elapsed)
@@ -445,7 +445,7 @@ def call_here(circuit: Circuit, fn: Callable[..., T], args: Args, kwargs: Kwargs
     else:
         circuit.count_success(end)
     # After counting, which turns the window over if due: the duration then lands in the current bucket.
-    try:  # the run's duration is the call's: `_latency.record`, inlined
+    try:  # the run's duration is the call's: `_latency.record_both`, inlined
         i = FINE[trunc(elapsed * FINE_SCALE - EDGE)]
     except IndexError:  # 13 ms or more: search the bounds
         i = bucket_of(BOUNDS, elapsed)
@@ -519,7 +519,7 @@ class _Attempt(Generic[T]):  # Generic costs nothing per instance: it defines no
                             circuit.check_health(now)
                     else:
                         circuit.count_success(now)
-                    # After counting, which turns the window over if due: `_latency.record`, inlined.
+                    # After counting, which turns the window over if due: `_latency.record_both`, inlined.
                     if self.RUN_IS_TOTAL:
                         try:
                             i = FINE[trunc((now - begin) * FINE_SCALE - EDGE)]

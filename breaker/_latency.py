@@ -181,7 +181,7 @@ class _Slot:
         self.epoch = epoch
         self.both: Counts = {}
         #: ``both``'s counters by bucket index (None until first used): a list index is cheaper than a dict lookup
-        #: on the hot path. ``both`` stays the record; this only caches its values (see `LatencyWindow.counter`).
+        #: on the hot path. ``both`` stays the record; this only caches its values (see `both_counter`).
         self.fast: list[itertools.count[int] | None] = [None] * (len(BOUNDS) + 1)
         self.run: Counts = {}
         self.total: Counts = {}
@@ -249,13 +249,6 @@ class LatencyWindow:
         self.kinds = (slot.both, slot.run, slot.total)  # by `BOTH`, `RUN`, `TOTAL`: looked up with no call
         self.end = (epoch + 1) * self.width
 
-    def counter(self, i: int) -> itertools.count[int]:
-        """The current time bucket's ``both`` counter of bucket ``i``, created if need be (lock-free: two threads
-        creating it at once get the same one from ``setdefault``)."""
-        counter = self.both.setdefault(i, itertools.count())
-        self.fast[i] = counter
-        return counter
-
     def _retire(self, slot: _Slot, *, watch: bool = True) -> None:
         """Fold what ``slot`` counted since it was last folded into the since-creation counts."""
         for into, counts, folded in zip(self._retired, slot.read(), slot.folded, strict=True):
@@ -315,13 +308,6 @@ class LatencyWindow:
             into.update(counts)
         new._leaving = self._leaving  # watched from the new window now: their late counts are its
         return new
-
-
-def record(counts: Counts, seconds: float) -> None:
-    """Count one duration in ``counts`` (lock-free)."""
-    i = trunc(seconds * FINE_SCALE - EDGE)
-    i = FINE[i] if 0 <= i < FINE_N else bucket_of(BOUNDS, seconds)  # (the hot paths skip the check for 0)
-    next(counts.get(i) or counts.setdefault(i, itertools.count()))
 
 
 # The drivers count through the functions below, and inline the same steps on their hot paths. CPython switches

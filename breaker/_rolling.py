@@ -60,7 +60,7 @@ class RollingCounter:
             `error_total`).
         latency: The circuit's latency window; it turns over with this ring (`advance`).
         lat: ``latency.fast``, the histogram the hot paths count durations in: ``next(lat[i] or
-            latency.counter(i))`` counts one in bucket ``i``.
+            both_counter(circuit, i))`` counts one in bucket ``i`` (see `_latency.record_both`).
     """
 
     __slots__ = (
