@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Protocol, TypeAlias
 
-from ._events import Event
+from .events import Event
 
 __all__ = ["CallResult", "Collector", "CollectorFactory"]
 

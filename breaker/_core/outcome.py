@@ -1,0 +1,116 @@
+"""What a call is told when it arrives (its `Admission`), and the rule that turns a run's end into an event.
+
+Every driver asks its circuit's engine for an admission before running anything, and applies `returned_event`
+or `raised_event` when the run ends: these are the whole contract between one call and its circuit, written
+once, here.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final
+
+from .errors import CircuitOpenError, MaxConcurrencyError
+from .events import BAD_REQUEST, FAILURE, REJECTED, SHORT_CIRCUIT, SUCCESS, TIMEOUT
+from .inline import inline
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+__all__ = [
+    "ADMITTED",
+    "REJECTED_CALL",
+    "SHORT_CIRCUITED",
+    "UNDECIDED",
+    "Admission",
+    "Probe",
+    "in_time",
+    "raised_event",
+    "refusal",
+    "returned_event",
+]
+
+
+class Admission:
+    """What the circuit told an arriving call: one of the module's constants, or a `Probe`.
+
+    Attributes:
+        name: What it is, for reprs and messages.
+        refused: The run must not be called (`SHORT_CIRCUITED`, `REJECTED_CALL`); the refusal is already counted.
+        event: The event a refusal was counted as (``SHORT_CIRCUIT`` or ``REJECTED``); -1 otherwise.
+    """
+
+    __slots__ = ("event", "name", "refused")
+
+    def __init__(self, name: str, *, refused: bool = False, event: int = -1) -> None:
+        self.name = name
+        self.refused = refused
+        self.event = event
+
+    def __repr__(self) -> str:
+        return f"<Admission {self.name}>"
+
+
+class Probe(Admission):
+    """The one call let through an open circuit after its sleep window. Each probe is an object of its own: only
+    the outcome of the circuit's current probe moves it (a late one from an earlier probe is an ordinary outcome).
+
+    Attributes:
+        deadline: When the probe counts as failed if it has not reported (its start plus the timeout).
+    """
+
+    __slots__ = ("deadline",)
+
+    def __init__(self, deadline: float) -> None:
+        super().__init__("probe")
+        self.deadline = deadline
+
+
+#: An ordinary call admitted to a closed circuit: it holds a ticket.
+ADMITTED: Final = Admission("admitted")
+#: Refused: the circuit is open (counted as a short-circuit).
+SHORT_CIRCUITED: Final = Admission("short-circuited", refused=True, event=SHORT_CIRCUIT)
+#: Refused: no ticket was free (counted as rejected).
+REJECTED_CALL: Final = Admission("rejected", refused=True, event=REJECTED)
+#: Not a decision: a lock-free path could not decide, and the engine's lock must (never returned to a driver).
+UNDECIDED: Final = Admission("undecided")
+
+
+@inline
+def in_time(seconds: float, timeout: float) -> bool:
+    """Whether a run that took ``seconds`` ended within ``timeout`` (one at exactly its timeout is in time)."""
+    return seconds <= timeout
+
+
+@inline
+def returned_event(seconds: float, timeout: float) -> int:
+    """The event of a run that returned after ``seconds``: a success, or a timeout if it outlasted ``timeout``."""
+    return SUCCESS if in_time(seconds, timeout) else TIMEOUT
+
+
+@inline
+def raised_event(
+    error: BaseException, seconds: float, timeout: float, ignored: tuple[type[BaseException], ...], expired: bool
+) -> int:
+    """The event of a run that raised ``error`` after ``seconds``.
+
+    A bad request when ``error`` is one of the command's ``ignored_exceptions`` (whenever it came); a timeout when
+    the driver's deadline ``expired`` or an `Exception` came after ``timeout``; else a failure (a `BaseException`
+    such as `KeyboardInterrupt` is a failure, however late).
+    """
+    if ignored and isinstance(error, ignored):
+        event = BAD_REQUEST
+    elif expired or (not in_time(seconds, timeout) and isinstance(error, Exception)):
+        event = TIMEOUT
+    else:
+        event = FAILURE
+    return event
+
+
+@inline
+def refusal(core: Engine, admission: Admission) -> CircuitOpenError | MaxConcurrencyError:
+    """The error that tells the caller why its call was refused."""
+    return (
+        CircuitOpenError(core.name)
+        if admission is SHORT_CIRCUITED
+        else MaxConcurrencyError(core.name, core.settings.max_concurrent_requests)
+    )
