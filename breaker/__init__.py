@@ -1,12 +1,21 @@
-"""Hystrix-style fault tolerance for Python: named commands with timeouts, bulkheads and circuit breakers."""
+"""Hystrix-style fault tolerance for Python: named commands with timeouts, bulkheads and circuit breakers.
+
+The public names are all here. The package is layered, imports pointing one way: the decision core
+(`breaker._core`), the drivers that run calls through it (`breaker._run`), the registry and the module-level API,
+then the applications (`breaker.stream`, `breaker.dashboard`, `breaker.fleet`, `breaker.prometheus`,
+`breaker.statsd`), which ``import breaker`` does not load. ARCHITECTURE.md draws it.
+"""
 
 from __future__ import annotations
+
+import contextlib
 
 from ._api import (
     circuits,
     configure,
     configure_command,
     configure_defaults,
+    configure_fleet,
     do,
     do_async,
     flush,
@@ -18,14 +27,15 @@ from ._api import (
     remove_state_listener,
     reset_defaults,
 )
-from ._circuit import Circuit, CircuitStatistics, FleetView
+from ._core.buckets import BOUNDS
+from ._core.circuit import Circuit
+from ._core.errors import CircuitError, CircuitOpenError, CommandTimeoutError, FallbackError, MaxConcurrencyError
+from ._core.events import Event, State
+from ._core.latency import PERCENTILES, Histogram, LatencyStatistics
+from ._core.metrics import CallResult, Collector, CollectorFactory
+from ._core.settings import UNSET, CommandConfig, Settings
+from ._core.statistics import CircuitStatistics, FleetView
 from ._decorator import command
-from ._errors import CircuitError, CircuitOpenError, CommandTimeoutError, FallbackError, MaxConcurrencyError
-from ._events import Event, State
-from ._latency import BOUNDS, PERCENTILES, Histogram, LatencyStatistics
-from ._metrics import CallResult, Collector, CollectorFactory
-from ._settings import UNSET, CommandConfig, Settings
-from .fleet import configure_fleet
 
 __all__ = [
     "BOUNDS",
@@ -67,3 +77,16 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+
+def _claim_public_names() -> None:
+    """Public classes and functions say they are ``breaker``'s: reprs, docs and pickles show ``breaker.X``."""
+    namespace = globals()
+    for name in __all__:
+        value = namespace[name]
+        if isinstance(value, type) or (callable(value) and hasattr(value, "__qualname__")):
+            with contextlib.suppress(AttributeError, TypeError):  # a typing alias may refuse: it has no home
+                value.__module__ = __name__
+
+
+_claim_public_names()

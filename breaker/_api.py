@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from concurrent.futures import Future
-from typing import TypeVar
+from collections.abc import Iterable, Mapping
+from datetime import timedelta
+from typing import TYPE_CHECKING, TypeVar
 
 from . import _registry
-from ._aexecute import do_async
-from ._circuit import Circuit
-from ._execute import do, start_in_thread
-from ._metrics import CollectorFactory
-from ._registry import Listener, check_callable, check_name, circuit_for
-from ._settings import CommandConfig, Settings
+from ._core.circuit import Circuit
+from ._core.metrics import CollectorFactory
+from ._core.settings import CommandConfig, Settings
+from ._registry import Listener, check_name
+from ._run._generated import do, do_async
+from ._run.entries import go
+
+if TYPE_CHECKING:
+    from .fleet import Fleet, RedisClient
 
 __all__ = [
     "circuits",
     "configure",
     "configure_command",
     "configure_defaults",
+    "configure_fleet",
     "do",
     "do_async",
     "flush",
@@ -35,24 +39,6 @@ T = TypeVar("T")
 L = TypeVar("L", bound=Listener)
 F = TypeVar("F", bound=CollectorFactory)
 
-_EMPTY: Mapping[str, object] = {}
-
-
-def go(name: str, run: Callable[[], T], fallback: Callable[[Exception], T] | None = None) -> Future[T]:
-    """Start ``run()`` through the command ``name``; returns a `concurrent.futures.Future` of `do`'s outcome.
-
-    Admission (short-circuit, rejection or a ticket) is decided before this returns. With thread isolation the run
-    and a fallback after a failure run on a worker; a fallback after a timeout runs on a worker too. With caller
-    isolation the call runs here and the future is already done.
-
-    Raises:
-        TypeError: ``run`` or ``fallback`` is not callable (nothing is counted).
-    """
-    check_callable("run", name, run)
-    check_callable("fallback", name, fallback, optional=True)
-    registry, circuit = circuit_for(name)
-    return start_in_thread(registry, circuit, run, (), _EMPTY, fallback)
-
 
 def configure_command(name: str, config: CommandConfig) -> None:
     """Set the config of command ``name``, replacing any earlier one; unset fields inherit the defaults.
@@ -62,12 +48,12 @@ def configure_command(name: str, config: CommandConfig) -> None:
     Raises:
         TypeError, ValueError: A bad name or config (nothing is applied).
     """
-    _registry._current.configure({check_name(name): config})
+    _registry.current.configure({check_name(name): config})
 
 
 def configure(configs: Mapping[str, CommandConfig]) -> None:
     """`configure_command` for each item of ``configs``; nothing is applied unless every item is valid."""
-    _registry._current.configure(configs)
+    _registry.current.configure(configs)
 
 
 def configure_defaults(config: CommandConfig) -> None:
@@ -75,17 +61,17 @@ def configure_defaults(config: CommandConfig) -> None:
 
     Commands inherit them for every field their own config leaves unset; live circuits apply them at once.
     """
-    _registry._current.configure_defaults(config)
+    _registry.current.configure_defaults(config)
 
 
 def reset_defaults() -> None:
     """Go back to the built-in defaults (`configure_defaults` with an empty config)."""
-    _registry._current.configure_defaults(CommandConfig())
+    _registry.current.configure_defaults(CommandConfig())
 
 
 def get_settings(name: str) -> Settings:
     """The resolved, immutable settings command ``name`` runs (or would run) with."""
-    return _registry._current.get_settings(name)
+    return _registry.current.get_settings(name)
 
 
 def get_circuit(name: str) -> tuple[Circuit, bool]:
@@ -94,7 +80,7 @@ def get_circuit(name: str) -> tuple[Circuit, bool]:
     Returns:
         The circuit, and whether this call created it.
     """
-    return _registry._current.get_circuit(name)
+    return _registry.current.get_circuit(name)
 
 
 def flush() -> None:
@@ -102,12 +88,12 @@ def flush() -> None:
 
     Calls in flight finish on their old circuit; once they end, no thread of the library remains.
     """
-    _registry._current.flush()
+    _registry.current.flush()
 
 
 def circuits() -> tuple[Circuit, ...]:
     """Every circuit of the current registry, in the order they were created (a snapshot)."""
-    return tuple(_registry._current.circuits.values())
+    return tuple(_registry.current.circuits.values())
 
 
 def on_state_change(listener: L) -> L:
@@ -120,7 +106,7 @@ def on_state_change(listener: L) -> L:
     Raises:
         TypeError: ``listener`` is not callable.
     """
-    _registry._current.add_listener(listener)
+    _registry.current.add_listener(listener)
     return listener
 
 
@@ -130,7 +116,7 @@ def remove_state_listener(listener: Listener) -> None:
     Raises:
         ValueError: It is not registered.
     """
-    _registry._current.remove_listener(listener)
+    _registry.current.remove_listener(listener)
 
 
 def register_collector(factory: F) -> F:
@@ -146,5 +132,36 @@ def register_collector(factory: F) -> F:
     Raises:
         TypeError: ``factory`` is not callable.
     """
-    _registry._current.register_collector(factory)
+    _registry.current.register_collector(factory)
     return factory
+
+
+def configure_fleet(
+    client: RedisClient,
+    namespace: str = "app",
+    sync_interval: float | timedelta = 0.25,
+    *,
+    commands: Iterable[str] | None = None,
+    exclude: Iterable[str] = (),
+) -> Fleet:
+    """Share this process's circuits with every process configured with the same Redis and namespace.
+
+    Replaces (and closes) the fleet configured before, if any. Loads `breaker.fleet` on first use.
+
+    Args:
+        client: A redis-py client (``redis.Redis``, ``redis.RedisCluster``, a Sentinel's ``master_for(...)``).
+            Give it a ``socket_timeout``: a sync waits as long as the client does.
+        namespace: Keys live under ``{namespace}:breaker:<command>:...``. Default "app".
+        sync_interval: Seconds (float or timedelta) between two syncs. Default 0.25.
+        commands: Opt-in: share only these commands (default: every command, present and future).
+        exclude: Opt-out: never share these commands.
+
+    Returns:
+        The `breaker.fleet.Fleet` (``close()`` stops it).
+
+    Raises:
+        TypeError, ValueError: A bad option, named in the message.
+    """
+    from .fleet import configure_fleet as configure  # noqa: PLC0415 - an application: loaded when asked for
+
+    return configure(client, namespace, sync_interval, commands=commands, exclude=exclude)

@@ -7,9 +7,8 @@ import inspect
 from collections.abc import Callable
 from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 
-from ._aexecute import async_wrapper
-from ._execute import sync_wrapper
 from ._registry import check_callable, check_name
+from ._run._generated import async_wrapper, sync_wrapper
 
 __all__ = ["command"]
 

@@ -1,7 +1,8 @@
 """The name-keyed registry of circuits, their settings, and the threads that serve them.
 
-One `Registry` is current at a time (`current()`); `breaker.testing` swaps in an isolated one. The call path reads
-``circuits`` without a lock (a dict lookup is atomic); creation and configuration take the registry's lock.
+One `Registry` is current at a time (`current`); `breaker.testing` swaps in an isolated one. The entry points
+read ``engines`` without a lock (a dict lookup is atomic, and a free-threaded dict is internally locked);
+creation and configuration take the registry's lock.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
-from ._circuit import Circuit, error_percentage
-from ._events import State
-from ._metrics import Collector, CollectorFactory
-from ._settings import BUILTIN, CommandConfig, Settings
-from ._workers import Timer, WorkerPool
+from ._core.circuit import Circuit, engine_of
+from ._core.engine import Engine
+from ._core.events import State
+from ._core.health import error_percentage
+from ._core.metrics import Collector, CollectorFactory
+from ._core.settings import BUILTIN, CommandConfig, Settings
+from ._run.workers import Timer, WorkerPool
 
 __all__ = ["Registry", "current"]
 
@@ -54,7 +57,7 @@ class Registry:
     def __init__(self, clock: Clock = time.monotonic) -> None:
         self.clock = clock
         #: Read on every call without the lock; written under it.
-        self.circuits: dict[str, Circuit] = {}
+        self.engines: dict[str, Engine] = {}
         # Guards creation of circuits and every configuration change, so that a circuit is created once and
         # always with the settings current at that moment.
         self._lock = threading.Lock()
@@ -70,52 +73,63 @@ class Registry:
         self.collector_factories: tuple[CollectorFactory, ...] = ()
 
     def __repr__(self) -> str:
-        return f"<Registry circuits={len(self.circuits)} {self.pool!r} {self.timer!r}>"
+        return f"<Registry circuits={len(self.engines)} {self.pool!r} {self.timer!r}>"
 
     # -- circuits ---------------------------------------------------------------------------------------------
 
-    def circuit(self, name: str) -> Circuit:
-        """The circuit of ``name``, created on first use. The hot path."""
-        circuit = self.circuits.get(name)
-        if circuit is None:
-            circuit = self.get_circuit(name)[0]
-        return circuit
+    def engine(self, name: str) -> Engine:
+        """The engine of ``name``'s circuit, created on first use."""
+        engine = self.engines.get(name) if name.__class__ is str else None
+        return self.get_engine(name)[0] if engine is None else engine
 
     def get_circuit(self, name: str) -> tuple[Circuit, bool]:
+        """The circuit of ``name``, created on first use, and whether this call created it."""
+        engine, created = self.get_engine(name)
+        assert engine.circuit is not None  # set before the engine is shared
+        return engine.circuit, created
+
+    @property
+    def circuits(self) -> dict[str, Circuit]:
+        """Every circuit by name, in the order they were created (a snapshot)."""
+        return {name: engine.circuit for name, engine in list(self.engines.items()) if engine.circuit is not None}
+
+    def get_engine(self, name: str) -> tuple[Engine, bool]:
         try:
-            circuit = self.circuits.get(name)
+            engine = self.engines.get(name)
         except TypeError:  # unhashable: say what a name must be
             check_name(name)
             raise
-        if circuit is not None:
-            return circuit, False
+        if engine is not None:
+            return engine, False
         check_name(name)
         while True:
             factories = self.collector_factories
             # User code, so not under the lock: made ahead, and dropped if another thread creates the circuit.
             collectors = make_collectors(factories, name)
             with self._lock:  # re-check: another thread may have created it since the lookup above
-                circuit = self.circuits.get(name)
-                if circuit is not None:
-                    return circuit, False
+                engine = self.engines.get(name)
+                if engine is not None:
+                    return engine, False
                 if factories is not self.collector_factories:
                     continue  # a collector was registered meanwhile: make them again
-                circuit = Circuit(name, self.get_settings(name), self.clock, self.emit)
+                engine = Engine(name, self.get_settings(name), self.clock, self.emit)
+                engine.circuit = Circuit(engine)
+                engine.pool = self.pool
                 if collectors:
-                    circuit.add_collectors(collectors)
-                circuit.set_live(self is _current)
-                self.circuits[name] = circuit
-                return circuit, True
+                    engine.add_collectors(collectors)
+                engine.set_live(self is current)
+                self.engines[name] = engine
+                return engine, True
 
     def register_collector(self, factory: CollectorFactory) -> None:
         check_callable("factory", "register_collector", factory)
-        with self._lock:  # circuits created from now on make this collector (see get_circuit)
+        with self._lock:  # circuits created from now on make this collector (see get_engine)
             self.collector_factories = (*self.collector_factories, factory)
-            existing = list(self.circuits.values())
-        for circuit in existing:  # user code: outside the lock
-            made = make_collectors((factory,), circuit.name)
+            existing = list(self.engines.values())
+        for engine in existing:  # user code: outside the lock
+            made = make_collectors((factory,), engine.name)
             if made:
-                circuit.add_collectors(made)
+                engine.add_collectors(made)
 
     def add_listener(self, listener: Listener) -> None:
         check_callable("listener", "on_state_change", listener)
@@ -134,17 +148,17 @@ class Registry:
     def flush(self) -> None:
         """Drop every circuit and its metrics (settings stay) and stop idle threads."""
         with self._lock:  # no circuit is created half-way through
-            dropped, self.circuits = self.circuits, {}
-        for circuit in dropped.values():
-            circuit.set_live(False)
+            dropped, self.engines = self.engines, {}
+        for engine in dropped.values():
+            engine.set_live(False)
         self.pool.stop_idle()
         self.timer.stop_idle()
-        for circuit in dropped.values():
-            for collector in circuit.collectors:
+        for engine in dropped.values():
+            for collector in engine.collectors:
                 try:
                     collector.reset()
                 except Exception:  # noqa: PERF203 - a collector's failure must not stop the flush
-                    logger.exception("collector %r of command %r failed to reset; skipped", collector, circuit.name)
+                    logger.exception("collector %r of command %r failed to reset; skipped", collector, engine.name)
 
     # -- configuration ----------------------------------------------------------------------------------------
 
@@ -168,9 +182,9 @@ class Registry:
             resolved = {name: config.over(self._default_settings) for name, config in configs.items()}
             self._configs.update(configs)
             self._settings.update(resolved)
-            changed = [(self.circuits[n], s) for n, s in resolved.items() if n in self.circuits]
-        for circuit, settings in changed:
-            circuit.configure(settings)
+            changed = [(self.engines[n], s) for n, s in resolved.items() if n in self.engines]
+        for engine, settings in changed:
+            engine.configure(settings)
 
     def configure_defaults(self, config: CommandConfig) -> None:
         check_config(config, "configure_defaults() argument")
@@ -180,16 +194,16 @@ class Registry:
             self._defaults = config
             self._default_settings = defaults
             self._settings = settings
-            changed = [(c, settings.get(c.name, defaults)) for c in self.circuits.values()]
-        for circuit, resolved in changed:
-            circuit.configure(resolved)
+            changed = [(e, settings.get(e.name, defaults)) for e in self.engines.values()]
+        for engine, resolved in changed:
+            engine.configure(resolved)
 
     # -- state changes ----------------------------------------------------------------------------------------
 
     def emit(self, circuit: Circuit, old: State, new: State) -> None:
         """Report a state change. Called by circuits after their lock is released."""
         if new is State.OPEN:
-            errors, requests = circuit.trip_figures  # taken under the circuit's lock as it opened
+            errors, requests = engine_of(circuit).trip_figures  # taken under the engine's lock as it opened
             logger.warning(
                 "circuit %r opened (was %s): %d errors in %d requests (%d%%) over the window",
                 circuit.name,
@@ -215,9 +229,9 @@ class Registry:
     def reinit_after_fork(self) -> None:
         """In a forked child: fresh locks and threads, and no circuit state inherited from the parent."""
         self._lock = threading.Lock()
-        for circuit in self.circuits.values():
-            circuit.set_live(False)
-        self.circuits = {}
+        for engine in self.engines.values():
+            engine.set_live(False)
+        self.engines = {}
         self.pool.reinit_after_fork()
         self.timer.reinit_after_fork()
 
@@ -236,38 +250,21 @@ def make_collectors(factories: tuple[CollectorFactory, ...], name: str) -> tuple
     return tuple(collectors)
 
 
-_current = Registry()
-
-
-def current() -> Registry:
-    """The registry the module-level API uses."""
-    return _current
-
-
-def circuit_for(name: str) -> tuple[Registry, Circuit]:
-    """The current registry and the circuit of ``name`` in it (created on first use)."""
-    registry = _current
-    try:
-        circuit = registry.circuits.get(name)
-    except TypeError:  # unhashable: say what a name must be
-        check_name(name)
-        raise
-    if circuit is None:
-        circuit = registry.get_circuit(name)[0]
-    return registry, circuit
+#: The registry the module-level API uses (`swap` replaces it).
+current = Registry()
 
 
 def swap(registry: Registry) -> Registry:
     """Make ``registry`` current; returns the one it replaces."""
-    global _current
-    old, _current = _current, registry
-    for circuit in old.circuits.values():
-        circuit.set_live(False)
-    for circuit in registry.circuits.values():
-        circuit.set_live(True)
+    global current
+    old, current = current, registry
+    for engine in old.engines.values():
+        engine.set_live(False)
+    for engine in registry.engines.values():
+        engine.set_live(True)
     return old
 
 
 if hasattr(os, "register_at_fork"):
     # A lambda, not a bound method: it must reach whichever registry is current at fork time.
-    os.register_at_fork(after_in_child=lambda: _current.reinit_after_fork())  # noqa: PLW0108
+    os.register_at_fork(after_in_child=lambda: current.reinit_after_fork())  # noqa: PLW0108

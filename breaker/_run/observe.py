@@ -1,10 +1,10 @@
 """Reporting calls to collectors: what one call did, seen from outside the driver, as a `CallResult`.
 
-A call with collectors to report to detours from the inline caller path. Its run and fallback are wrapped in a
-`Watch`, which notes when the run started and ended, what it raised and what the fallback was given and did; the
-driver runs unchanged. Once the call has its answer, `Watch.report` works out the call's events from those facts
-and hands the record to every collector, outside every lock. This costs a few microseconds per call, and only
-for commands that have collectors; the others never come here.
+A call with collectors to report to detours from the inline paths (`breaker._run.entries`). Its run and fallback
+are wrapped in a `Watch`, which notes when the run started and ended, what it raised and what the fallback was
+given and did; the driver runs unchanged. Once the call has its answer, `Watch.report` works out the call's
+events from those facts and hands the record to every collector, outside every lock. This costs a few
+microseconds per call, and only for commands that have collectors; the others never come here.
 """
 
 from __future__ import annotations
@@ -15,21 +15,16 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from ._circuit import Circuit
-from ._errors import CircuitOpenError, CommandTimeoutError, MaxConcurrencyError
-from ._events import Event
-from ._metrics import CallResult
+from breaker._core.engine import Engine
+from breaker._core.errors import CircuitOpenError, CommandTimeoutError, MaxConcurrencyError
+from breaker._core.events import Event
+from breaker._core.metrics import CallResult
 
-__all__ = ["NotAwaitable", "Watch"]
+from .aio import NotAwaitable
+
+__all__ = ["Watch"]
 
 logger = logging.getLogger("breaker")
-
-
-class NotAwaitable(Exception):
-    """Raised inside the async driver when a run returned something not awaitable (a TypeError for the caller)."""
-
-    def __init__(self, value: object) -> None:
-        self.value = value
 
 
 class Watch:
@@ -37,7 +32,7 @@ class Watch:
 
     __slots__ = ("active", "begin", "circuit", "end", "error", "fallback", "given", "invalid", "start")
 
-    def __init__(self, circuit: Circuit) -> None:
+    def __init__(self, circuit: Engine) -> None:
         self.circuit = circuit
         self.start = circuit.clock()
         self.begin: float | None = None  # when the run started (None: it never did)

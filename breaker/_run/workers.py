@@ -32,10 +32,9 @@ _thread_ids = itertools.count(1)
 class WorkerPool:
     """Elastic pool of daemon worker threads, most recently idle first.
 
-    The hot path takes no lock: the idle stack is a list, and ``list.pop`` / ``list.append`` / ``list.remove``
-    are atomic. `stop_idle` retires a generation and drains the stack it swapped out by popping, so each idle
-    inbox is popped exactly once, by a caller (it gets a task) or by `stop_idle` (it gets `_STOP`); a worker that
-    parks in a stack already swapped out notices the new generation and takes itself out again.
+    ``_lock`` guards the idle stack, the generation and the thread set: a worker parks itself, a submitter takes
+    an idle worker, and `stop_idle` retires every idle one, each in one step under it, so that an idle worker is
+    taken by exactly one of them. Held for a list operation at a time: never across a task or a wait.
     """
 
     def __init__(self, idle_timeout: float = 60.0) -> None:
@@ -43,8 +42,7 @@ class WorkerPool:
         self._idle: list[queue.SimpleQueue[Task | None]] = []
         self._threads: set[threading.Thread] = set()
         self._generation = 0
-        # Serialises stop_idle (the generation and the stack swap change together); never on the hot path.
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # see the class docstring
 
     def __repr__(self) -> str:
         return f"<WorkerPool threads={len(self._threads)} idle={len(self._idle)}>"
@@ -60,26 +58,26 @@ class WorkerPool:
         Raises:
             RuntimeError: No thread could be started (interpreter shutdown, or the OS refused one).
         """
-        try:
-            inbox = self._idle.pop()
-        except IndexError:
-            self._spawn(task)
-        else:
+        with self._lock:  # an idle worker is taken once (see the class docstring)
+            inbox = self._idle.pop() if self._idle else None
+            generation = self._generation
+        if inbox is not None:
             inbox.put(task)
-
-    def _spawn(self, task: Task) -> None:
-        inbox: queue.SimpleQueue[Task | None] = queue.SimpleQueue()
+            return
+        inbox = queue.SimpleQueue()
         thread = threading.Thread(
             target=self._work,
-            args=(inbox, task, self._generation),  # its generation is fixed now, not when it first runs
+            args=(inbox, task, generation),
             name=f"breaker-worker-{next(_thread_ids)}",
             daemon=True,
         )
-        self._threads.add(thread)
+        with self._lock:  # the thread set, which flush() and the tests read
+            self._threads.add(thread)
         try:
             thread.start()
         except BaseException:
-            self._threads.discard(thread)
+            with self._lock:  # (as above)
+                self._threads.discard(thread)
             raise
 
     def _work(self, inbox: queue.SimpleQueue[Task | None], task: Task | None, generation: int) -> None:
@@ -88,16 +86,10 @@ class WorkerPool:
             while task is not _STOP:
                 wake = task()
                 task = None
-                retired = generation != self._generation
-                if not retired:
-                    idle = self._idle
-                    idle.append(inbox)  # parked before waking the caller: its next call finds this worker
-                    if generation != self._generation:  # flush() ran as we parked, maybe in the old stack
-                        try:
-                            idle.remove(inbox)
-                            retired = True
-                        except ValueError:
-                            pass  # already popped: a task or _STOP is on its way
+                with self._lock:  # park, unless stop_idle() retired this worker's generation meanwhile
+                    retired = generation != self._generation
+                    if not retired:
+                        self._idle.append(inbox)  # parked before waking the caller: its next call finds it
                 if wake is not None:
                     wake(None)
                 if retired:
@@ -106,24 +98,21 @@ class WorkerPool:
                 try:
                     task = inbox.get(timeout=self.idle_timeout)
                 except queue.Empty:
-                    try:
-                        idle.remove(inbox)
-                        return
-                    except ValueError:  # popped just as the wait ran out: its task is on the way
-                        task = inbox.get()
+                    with self._lock:  # leave the stack, unless a submitter took this worker just now
+                        if inbox in self._idle:
+                            self._idle.remove(inbox)
+                            return
+                    task = inbox.get()  # taken as the wait ran out: its task (or _STOP) is on the way
         finally:
-            self._threads.discard(me)
+            with self._lock:  # the thread set
+                self._threads.discard(me)
 
     def stop_idle(self) -> None:
         """End idle workers now; busy ones end when their current run does."""
-        with self._lock:  # one generation per swap
+        with self._lock:  # a new generation, and the idle stack emptied, in one step
             self._generation += 1
             idle, self._idle = self._idle, []
-        while True:
-            try:
-                inbox = idle.pop()
-            except IndexError:
-                return
+        for inbox in idle:
             inbox.put(_STOP)
 
     def reinit_after_fork(self) -> None:

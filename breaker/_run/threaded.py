@@ -1,0 +1,252 @@
+"""Thread isolation: the run goes to a worker thread and races its timeout.
+
+`call_in_thread` (for `breaker.do` and decorated functions) waits for the run on the caller's thread, at most the
+timeout; `start_in_thread` (for `breaker.go`) returns a future, which the worker resolves, or the timer when the
+timeout comes first. Either way exactly one side settles the call's outcome: whichever claims the `Attempt`
+first (`Attempt.claim`: a lock taken without waiting and never released, so only one taker ever gets it). The
+other side only does its own bookkeeping: a run that lost to its timeout gives its ticket back when it really
+returns (`Engine.finish_abandoned`), so that ``max_concurrent_requests`` bounds the threads a hung dependency can
+hold. The outcome is counted and the ticket is back before the caller is woken or the future resolved. Here the
+timeout is the race's to decide: a run that settles first stands, however long it took.
+
+Durations. The worker measures the run. When no fallback follows, it counts the run's duration as the call's
+too: the hand-off to the worker and back, some microseconds, is left out, as hystrix-go leaves it out. When a
+fallback follows, it counts the run, and the caller the whole call, fallback included. A `go()` future counts
+its whole duration, from `go()` to its answer, when it is resolved.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, Generic, TypeVar
+
+from breaker._core.engine import Engine
+from breaker._core.events import FAILURE, SUCCESS
+from breaker._core.latency import BOTH, RUN
+from breaker._core.outcome import Admission, raised_event, refusal
+
+from .answer import Args, Fallback, Kwargs, fall_back, timeout_error
+from .workers import Timer, WorkerPool
+
+__all__ = ["call_in_thread", "start_in_thread"]
+
+T = TypeVar("T")
+
+_TIMEOUT_MAX = threading.TIMEOUT_MAX
+
+
+class Attempt(Generic[T]):  # Generic costs nothing per instance: it defines no __new__ or __init__
+    """One run handed to a worker, and its outcome once settled."""
+
+    __slots__ = (
+        "_claim",
+        "admission",
+        "args",
+        "core",
+        "done",
+        "error",
+        "event",
+        "falls_back",
+        "fn",
+        "kwargs",
+        "ran",
+        "value",
+    )
+
+    value: T  # set when the run returns
+    event: int  # the run's own outcome, set when it ends
+    ran: float  # seconds the run took, set when it ends
+    #: Whether the worker counts a run with no fallback after it as the whole call (see the module docstring);
+    #: `go()`'s futures count the whole call when they are resolved instead.
+    COUNTS_CALL = True
+
+    def __init__(
+        self, core: Engine, fn: Callable[..., T], args: Args, kwargs: Kwargs, admission: Admission, falls_back: bool
+    ) -> None:
+        self.core = core
+        self.fn = fn
+        self.args = args
+        self.kwargs = kwargs
+        self.admission = admission
+        self.falls_back = falls_back
+        self.error: BaseException | None = None
+        self._claim = threading.Lock()
+        # Gets one item once the outcome is settled; the waiting caller blocks on it. A queue, not a Lock: a
+        # Lock.acquire with a timeout wakes about 20 us later than SimpleQueue.get with one (measured here).
+        self.done: queue.SimpleQueue[None] = queue.SimpleQueue()
+
+    def claim(self) -> bool:
+        """Whether this side settles the outcome: True for the first caller only (the run's side or the timeout's)."""
+        return self._claim.acquire(blocking=False)
+
+    def __call__(self) -> Callable[[None], object] | None:
+        """Run on the worker; returns how to wake the caller if the run settled the outcome, else None."""
+        core = self.core
+        clock = core.clock
+        begin = clock()
+        try:
+            self.value = self.fn(*self.args, **self.kwargs)
+        except BaseException as error:
+            end = clock()
+            self.error = error
+            event = raised_event(error, end - begin, math.inf, core.ignored, False)  # timeouts: the race decides
+        else:
+            end = clock()
+            event = SUCCESS
+        self.event = event
+        self.ran = seconds = end - begin
+        if not self.claim():  # the timeout settled it first: the run was abandoned, and now it is over
+            self.error = None  # its late outcome is discarded
+            core.finish_abandoned(seconds)
+            return None
+        if not self.COUNTS_CALL or (event == FAILURE and self.falls_back and isinstance(self.error, Exception)):
+            core.finish(event, self.admission, end, seconds, RUN)
+        elif event == SUCCESS:
+            core.succeed(self.admission, end, seconds)
+        else:
+            core.finish(event, self.admission, end, seconds, BOTH)
+        return self.done.put
+
+    def answer(self, args: Args, kwargs: Kwargs, fallback: Fallback[T] | None) -> T:
+        """The call's answer, once the run settled the outcome."""
+        error = self.error
+        if error is None:
+            return self.value
+        self.error = None
+        try:
+            if self.event == FAILURE and fallback is not None and isinstance(error, Exception):
+                start = self.core.clock() - self.ran  # the whole call: the run, then the fallback (no hand-off)
+                return fall_back(self.core, error, args, kwargs, fallback, start if self.COUNTS_CALL else None)
+            raise error  # the run's own exception, unchanged: a bad request, or no fallback
+        finally:
+            del error  # no frame -> traceback -> error cycle
+
+
+def call_in_thread(
+    pool: WorkerPool, core: Engine, fn: Callable[..., T], args: Args, kwargs: Kwargs, fallback: Fallback[T] | None
+) -> T:
+    """Run ``fn(*args, **kwargs)`` on a worker and wait for it at most the timeout."""
+    admission = core.enter(core.clock())
+    if admission.refused:
+        if fallback is None:
+            raise refusal(core, admission)
+        return fall_back(core, refusal(core, admission), args, kwargs, fallback, None)
+    attempt = Attempt(core, fn, args, kwargs, admission, fallback is not None)
+    try:
+        pool.submit(attempt)
+    except BaseException:
+        core.withdraw(admission)
+        raise
+    timeout = core.timeout
+    try:
+        attempt.done.get(True, timeout if timeout <= _TIMEOUT_MAX else None)
+    except queue.Empty:
+        timed_out = core.clock()
+        if attempt.claim():  # the timeout settles it; the run goes on, holding its ticket
+            core.time_out(admission, timed_out, None if fallback is not None else timeout)
+            error = timeout_error(core, None)
+            if fallback is None:
+                raise error from None
+            return fall_back(core, error, args, kwargs, fallback, timed_out - timeout)
+        attempt.done.get()  # the run settled it as the wait ran out: its outcome stands, and is counted
+    return attempt.answer(args, kwargs, fallback)
+
+
+class FutureAttempt(Attempt[T]):
+    """A run started by `go()`: the worker, or the timer at the timeout, resolves its future."""
+
+    __slots__ = ("fallback", "future", "pool", "start", "timer", "timer_entry")
+    COUNTS_CALL = False  # the future counts the whole call when it is resolved
+
+    def __init__(
+        self,
+        pool: WorkerPool,
+        timer: Timer,
+        core: Engine,
+        fn: Callable[..., T],
+        admission: Admission,
+        fallback: Fallback[T] | None,
+        start: float,
+    ) -> None:
+        super().__init__(core, fn, (), {}, admission, fallback is not None)
+        self.pool = pool
+        self.timer = timer
+        self.fallback = fallback
+        self.start = start
+        self.future: Future[T] = Future()
+        self.future.set_running_or_notify_cancel()  # admitted: it can no longer be cancelled
+        self.timer_entry: list[object] | None = None
+
+    def __call__(self) -> None:  # on the worker: resolves the future instead of waking a caller
+        settled = Attempt.__call__(self) is not None
+        if self.timer_entry is not None:
+            self.timer.cancel(self.timer_entry)
+        if settled:
+            self._resolve(self.answer, (), {}, self.fallback)
+
+    def expire(self) -> None:
+        """On the timer thread: the timeout came."""
+        if not self.claim():
+            return
+        self.core.time_out(self.admission, self.core.clock(), None)
+        if self.fallback is None:  # nothing to run: resolve here (the future's callbacks run here, as usual)
+            self.answer_timeout()
+            return
+        try:
+            self.pool.submit(self.answer_timeout)  # the fallback is user code: not on the timer thread
+        except RuntimeError:
+            self.answer_timeout()
+
+    def answer_timeout(self) -> None:
+        self._resolve(self._fall_back, timeout_error(self.core, None))
+
+    def _fall_back(self, error: BaseException) -> T:
+        if self.fallback is None:
+            raise error
+        return fall_back(self.core, error, (), {}, self.fallback, None)
+
+    def _resolve(self, answer: Callable[..., T], *args: Any) -> None:
+        """Resolve the future with ``answer(*args)``, after recording the call's duration (from go() to answer)."""
+        try:
+            value = answer(*args)
+        except BaseException as error:
+            self.core.record_total(self.core.clock() - self.start)
+            self.future.set_exception(error)
+        else:
+            self.core.record_total(self.core.clock() - self.start)
+            self.future.set_result(value)
+
+
+def start_in_thread(
+    pool: WorkerPool, timer: Timer, core: Engine, fn: Callable[[], T], fallback: Fallback[T] | None
+) -> Future[T]:
+    """`go()` in thread isolation: admission is decided here, before the future is returned; the rest happens on
+    the worker and the timer."""
+    start = core.clock()
+    admission = core.enter(start)
+    if admission.refused:
+        future: Future[T] = Future()
+        future.set_running_or_notify_cancel()
+        try:
+            if fallback is None:
+                raise refusal(core, admission)
+            future.set_result(fall_back(core, refusal(core, admission), (), {}, fallback, None))
+        except BaseException as error:
+            future.set_exception(error)
+        return future
+    attempt = FutureAttempt(pool, timer, core, fn, admission, fallback, start)
+    timeout = core.timeout
+    if timeout <= _TIMEOUT_MAX:
+        attempt.timer_entry = timer.schedule(timeout, attempt.expire)
+    try:
+        pool.submit(attempt)
+    except BaseException:
+        if attempt.timer_entry is not None:
+            timer.cancel(attempt.timer_entry)
+        core.withdraw(admission)
+        raise
+    return attempt.future
