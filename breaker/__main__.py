@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from . import dashboard
 from ._demo import DemoOptions, run_demo
-from ._load import LoadOptions
+from ._demo.load import LoadOptions
 
 DEFAULT_DURATION = 30.0
 

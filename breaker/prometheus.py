@@ -53,10 +53,7 @@ except ImportError as error:  # pragma: no cover - tests/test_extras.py runs thi
         name=error.name,
     ) from error
 
-from ._api import circuits
-from ._circuit import CircuitStatistics
-from ._events import State
-from ._latency import BOUNDS
+from . import BOUNDS, CircuitStatistics, State, circuits
 
 __all__ = ["DEFAULT_BUCKETS", "CircuitCollector", "register"]
 

@@ -79,9 +79,7 @@ from datetime import timedelta
 from decimal import Decimal
 from types import TracebackType
 
-from ._api import circuits
-from ._events import Event
-from ._metrics import CallResult
+from . import CallResult, Event, circuits
 
 __all__ = ["StatsdCollector", "StatsdCommandCollector", "StatsdStatistics"]
 

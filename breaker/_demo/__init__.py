@@ -24,13 +24,22 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 from typing import Literal, TextIO
 
-from . import _api, dashboard
-from ._decorator import command
-from ._errors import CircuitOpenError, CommandTimeoutError, MaxConcurrencyError
-from ._events import State
-from ._flaky import FlakyService, Outage
-from ._load import Load, LoadOptions, Report
-from ._settings import CommandConfig
+from breaker import (
+    CircuitOpenError,
+    CommandConfig,
+    CommandTimeoutError,
+    MaxConcurrencyError,
+    State,
+    command,
+    configure_command,
+    dashboard,
+    get_circuit,
+    on_state_change,
+    remove_state_listener,
+)
+
+from .flaky import FlakyService, Outage
+from .load import Load, LoadOptions, Report
 
 __all__ = ["DemoOptions", "DemoResult", "run_demo"]
 
@@ -188,7 +197,7 @@ class _View:
         now = time.monotonic()
         lines = [f"[{now - self.start:6.2f}s] {load.completed()} requests"]
         for name in self.names:
-            stats = _api.get_circuit(name)[0].statistics()
+            stats = get_circuit(name)[0].statistics()
             calls = sum(stats.cumulative[e] for e in _CALLS)
             readings = self.readings[name]
             then, before = readings[0]
@@ -276,7 +285,7 @@ def run_demo(out: TextIO = sys.stdout, options: DemoOptions | None = None) -> De
         ),
     }
     for name in services:
-        _api.configure_command(
+        configure_command(
             name,
             CommandConfig(
                 timeout=options.timeout,
@@ -305,8 +314,8 @@ def run_demo(out: TextIO = sys.stdout, options: DemoOptions | None = None) -> De
             stack.enter_context(service)
         start = time.monotonic()
         view = _View(out, names, live, start)
-        _api.on_state_change(view.on_change)
-        stack.callback(_api.remove_state_listener, view.on_change)
+        on_state_change(view.on_change)
+        stack.callback(remove_state_listener, view.on_change)
         stack.enter_context(_logged(view.on_log))
         load = Load(request, options.load)
         _introduce(out, options, services, url)

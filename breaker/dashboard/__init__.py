@@ -35,9 +35,11 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Final
 
-from . import stream as _stream
+from breaker import stream as _stream
+from breaker._core.validation import seconds
+from breaker.stream._publisher import Circuits
+
 from ._proxy import PROXY_PATH, ProxyError, Relay, Relays, origin_of
-from ._publisher import Circuits, seconds
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -57,7 +59,7 @@ _NO_CACHE: Final = ("Cache-Control", "no-cache")
 
 @functools.cache
 def _asset(name: str) -> bytes:
-    return importlib.resources.files(__package__).joinpath("_static").joinpath(name).read_bytes()
+    return importlib.resources.files(__package__).joinpath("static").joinpath(name).read_bytes()
 
 
 def page(*, streams: Sequence[str] | None = None, proxy: bool = False) -> bytes:

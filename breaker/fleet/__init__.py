@@ -58,10 +58,9 @@ from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any, Final, Protocol
 
-from . import _api
-from ._circuit import Circuit, FleetView
-from ._events import State
-from ._publisher import seconds
+from breaker import Circuit, FleetView, State, circuits, on_state_change, remove_state_listener
+from breaker._core.circuit import FleetLink, fleet_link
+from breaker._core.validation import seconds
 
 __all__ = ["SYNC_SCRIPT", "Fleet", "FleetStatistics", "RedisClient", "configure_fleet", "current_fleet"]
 
@@ -193,7 +192,8 @@ class FleetStatistics:
 class _Entry:
     """The sync's memory of one shared circuit (touched by the sync thread only, but for ``event``)."""
 
-    circuit: Circuit
+    circuit: Circuit  # to tell a circuit made anew after a flush()
+    link: FleetLink
     requests: int = 0  # health counts at the last sync: the next delta starts here
     errors: int = 0
     seen: int = -1  # the fleet generation last seen; -1: unknown, send no counts
@@ -270,7 +270,7 @@ class Fleet:
         """
         if self._thread.ident is not None or self._stop.is_set():
             raise RuntimeError(f"{self!r} was started or closed already")
-        _api.on_state_change(self._on_change)
+        on_state_change(self._on_change)
         self._thread.start()
 
     def __repr__(self) -> str:
@@ -307,10 +307,10 @@ class Fleet:
         if self._thread.ident is not None and self._thread is not threading.current_thread():
             self._thread.join()
         with contextlib.suppress(ValueError):  # already removed by an earlier close
-            _api.remove_state_listener(self._on_change)
+            remove_state_listener(self._on_change)
         for entry in self._entries.values():
-            entry.circuit.lead(False, False)
-            entry.circuit.fleet = None
+            entry.link.lead(False, False)
+            entry.link.view = None
 
     # -- the thread ---------------------------------------------------------------------------------------------
 
@@ -360,10 +360,10 @@ class Fleet:
         self._connected = False
         for entry in self._entries.values():
             entry.seen = -1  # on rejoining, the counts made meanwhile are not sent
-            entry.circuit.lead(False, False)
-            view = entry.circuit.fleet
+            entry.link.lead(False, False)
+            view = entry.link.view
             if view is not None and view.connected:
-                entry.circuit.fleet = dataclasses.replace(view, connected=False, probing=False)
+                entry.link.view = dataclasses.replace(view, connected=False, probing=False)
 
     def _sync(self) -> None:
         entries = self._current_entries()
@@ -379,7 +379,7 @@ class Fleet:
             for entry in entries:
                 entry.event = ""
         for entry, event in zip(entries, events, strict=True):
-            circuit = entry.circuit
+            circuit = entry.link
             requests, errors = circuit.health_counts()
             counts.append((requests, errors))
             settings = circuit.settings
@@ -418,29 +418,29 @@ class Fleet:
     def _apply(
         self, entry: _Entry, state: str, age_ms: int, generation: int, requests: int, errors: int, *, probing: bool
     ) -> None:
-        circuit = entry.circuit
-        now = circuit.clock()
+        circuit = entry.link
+        now = circuit.now()
         with self._lock:  # a probe that ended during the round trip: its outcome goes first, at once
             pending = bool(entry.event)
         if pending:
             self._wake.set()
         elif state == "open":
-            circuit.fleet_open(now - age_ms / 1000)
+            circuit.open(now - age_ms / 1000)
             circuit.lead(True, held=not probing)
         else:
-            circuit.fleet_close()
+            circuit.close()
             circuit.lead(True, held=False)
         percentage = (errors * 200 + requests) // (requests * 2) if requests else 0
-        circuit.fleet = FleetView(state, requests, errors, percentage, generation, True, probing, now)
+        circuit.view = FleetView(state, requests, errors, percentage, generation, True, probing, now)
 
     def _current_entries(self) -> list[_Entry]:
         entries = []
-        for circuit in _api.circuits():
+        for circuit in circuits():
             if not self.shares(circuit.name):
                 continue
             entry = self._entries.get(circuit.name)
             if entry is None or entry.circuit is not circuit:  # new, or made anew after a flush()
-                entry = _Entry(circuit)
+                entry = _Entry(circuit, fleet_link(circuit))
                 self._entries[circuit.name] = entry
             entries.append(entry)
         return entries

@@ -49,6 +49,8 @@ from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeAlias
 
+from breaker._core.validation import seconds
+
 from ._hystrix import (
     INT_MAX,
     PING,
@@ -59,7 +61,7 @@ from ._hystrix import (
     render,
     thread_pool_message,
 )
-from ._publisher import AsyncSubscriber, Circuits, Publisher, StreamStatistics, ThreadSubscriber, seconds
+from ._publisher import AsyncSubscriber, Circuits, Publisher, StreamStatistics, ThreadSubscriber
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment

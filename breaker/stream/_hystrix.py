@@ -17,9 +17,7 @@ from typing import Final, Literal, TypedDict
 
 from typing_extensions import NotRequired
 
-from ._circuit import Circuit, CircuitStatistics
-from ._events import State
-from ._latency import PERCENTILES, LatencyStatistics
+from breaker import PERCENTILES, Circuit, CircuitStatistics, LatencyStatistics, State
 
 __all__ = [
     "INT_MAX",

@@ -14,14 +14,15 @@ import collections
 import contextlib
 import dataclasses
 import logging
-import math
 import threading
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import TypeAlias
 
-from ._api import circuits as current_circuits
-from ._circuit import Circuit
+from breaker import Circuit
+from breaker import circuits as current_circuits
+from breaker._core.validation import positive_int, seconds
+
 from ._hystrix import PING, render
 
 __all__ = ["AsyncSubscriber", "Publisher", "StreamStatistics", "Subscriber", "ThreadSubscriber", "seconds"]
@@ -163,24 +164,6 @@ async def acquire(lock: threading.Lock) -> bool:
         except asyncio.CancelledError:  # noqa: PERF203 - the loop turns only while a thread holds the lock
             cancelled = True
     return cancelled
-
-
-def seconds(field: str, value: object) -> float:
-    if isinstance(value, timedelta):
-        value = value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{field} must be seconds as a float or a timedelta, got {type(value).__name__} {value!r}")
-    if not 0 < value < math.inf:
-        raise ValueError(f"{field} must be a positive, finite number of seconds, got {value!r}")
-    return float(value)
-
-
-def positive_int(field: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{field} must be an int, got {type(value).__name__} {value!r}")
-    if value < 1:
-        raise ValueError(f"{field} must be at least 1, got {value!r}")
-    return value
 
 
 class Publisher:
