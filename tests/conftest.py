@@ -21,3 +21,7 @@ def clock(fresh_registry: _registry.Registry) -> FakeClock:
     fake = FakeClock()
     fresh_registry.clock = fake
     return fake
+
+
+# The scenario table's fixtures (``held``, ``gate``), for every layer's tests.
+pytest_plugins = ["drivers"]

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, Literal, cast
 
 import pytest
+from contract import EVENTS
 
 import breaker
 from breaker import (
@@ -27,16 +28,6 @@ from breaker.testing import FakeClock
 
 NAME = "payments-api"
 WAIT = 5.0  # the bound on every wait for something that should happen promptly
-EVENTS = (
-    "success",
-    "failure",
-    "timeout",
-    "short-circuit",
-    "rejected",
-    "bad-request",
-    "fallback-success",
-    "fallback-failure",
-)
 ISOLATIONS = ["thread", "caller"]
 NOT_CALLABLE: Any = 42
 

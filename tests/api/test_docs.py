@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 pytest_plugins = ["redis_support"]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 README_BLOCKS = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.DOTALL)
 EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 

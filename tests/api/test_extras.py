@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "breaker"
+PACKAGE = Path(__file__).resolve().parents[2] / "breaker"
 #: Top-level modules of every optional dependency: the extras' and the ones plug-ins may grow (redis).
 OPTIONAL = ("prometheus_client", "statsd", "redis")
 #: Public plug-in modules, and the extra each names when its dependency is missing (None: it needs only the

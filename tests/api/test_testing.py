@@ -49,14 +49,14 @@ def test_isolated_registry_hides_and_restores_the_global_state() -> None:
     breaker.configure_defaults(breaker.CommandConfig(timeout=3.0))
     breaker.configure_command("outer", breaker.CommandConfig(max_concurrent_requests=3))
     outer_circuit = breaker.get_circuit("outer")[0]
-    before = _registry.current()
+    before = _registry.current
     with isolated_registry() as inner:
-        assert _registry.current() is inner
+        assert _registry.current is inner
         assert breaker.get_settings("outer").max_concurrent_requests == 10
         assert breaker.get_settings("x").timeout == 1.0
         assert breaker.get_circuit("outer")[0] is not outer_circuit
         breaker.configure_defaults(breaker.CommandConfig(timeout=9.0))
-    assert _registry.current() is before
+    assert _registry.current is before
     assert breaker.get_circuit("outer") == (outer_circuit, False)
     assert breaker.get_settings("x").timeout == 3.0
     assert breaker.get_settings("outer").max_concurrent_requests == 3
@@ -66,16 +66,16 @@ def test_isolated_registries_nest() -> None:
     """An isolated registry inside another restores the outer one when it ends."""
     with isolated_registry() as outer:
         with isolated_registry() as inner:
-            assert _registry.current() is inner
-        assert _registry.current() is outer
+            assert _registry.current is inner
+        assert _registry.current is outer
 
 
 def test_isolated_registry_restores_even_when_the_block_raises() -> None:
     """The global registry comes back after an exception in the block."""
-    before = _registry.current()
+    before = _registry.current
     with pytest.raises(RuntimeError, match="boom"), isolated_registry():
         raise RuntimeError("boom")
-    assert _registry.current() is before
+    assert _registry.current is before
 
 
 def test_isolated_registry_with_a_fake_clock_controls_the_sleep_window() -> None:

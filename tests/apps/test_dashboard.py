@@ -1,5 +1,5 @@
 """breaker.dashboard, server side: the page and its config, the assets, the stream next to them, mounting under a
-prefix, the stream proxy (`breaker._proxy`), closing, and ``python -m breaker dashboard``. No browser.
+prefix, the stream proxy (`breaker.dashboard._proxy`), closing, and ``python -m breaker dashboard``. No browser.
 
 Every server runs for real on 127.0.0.1: the stdlib one (`breaker.dashboard.serve`), the WSGI app behind wsgiref,
 the ASGI app behind uvicorn. Upstreams are a second `breaker.stream.serve` (a live Hystrix stream, which answers
@@ -40,7 +40,7 @@ import uvicorn
 import breaker
 import breaker.dashboard
 import breaker.stream
-from breaker._proxy import ProxyError, Relay, Relays, origin_of
+from breaker.dashboard._proxy import ProxyError, Relay, Relays, origin_of
 from breaker.stream import StreamServer
 from breaker.testing import FakeClock
 
@@ -54,7 +54,7 @@ MOUNTABLE: list[Kind] = ["wsgi", "asgi"]  # the stdlib server serves at / only
 UpstreamKind = Literal["hystrix", "quiet-chunked", "quiet-close"]
 UPSTREAMS: list[UpstreamKind] = ["hystrix", "quiet-chunked", "quiet-close"]
 WAIT = 5.0  # seconds: the bound on any wait for something that should take milliseconds
-STATIC = importlib.resources.files("breaker").joinpath("_static")
+STATIC = importlib.resources.files("breaker.dashboard").joinpath("static")
 
 
 # -- helpers --------------------------------------------------------------------------------------------------------

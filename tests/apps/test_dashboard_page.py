@@ -1,4 +1,4 @@
-"""The live dashboard page (breaker/_static), in real headless Chromium, fed by a real HTTP server.
+"""The live dashboard page (breaker/dashboard/static), in real headless Chromium, fed by a real HTTP server.
 
 A stdlib `ThreadingHTTPServer` on 127.0.0.1 serves the page under ``/app/`` (so only relative references work),
 with ``__BREAKER_CONFIG__`` replaced as the real server does (or left raw), and these server-sent event streams:
@@ -39,9 +39,9 @@ if TYPE_CHECKING:  # imported as a plugin, below: importing it here first would 
 
 pytest_plugins = ["browser_support"]
 
-ROOT = Path(__file__).resolve().parent.parent
-STATIC = ROOT / "breaker" / "_static"
-PLAIN_STREAM = Path(__file__).resolve().parent / "data" / "hystrix-plain.stream"
+ROOT = Path(__file__).resolve().parents[2]
+STATIC = ROOT / "breaker" / "dashboard" / "static"
+PLAIN_STREAM = Path(__file__).resolve().parents[1] / "support" / "data" / "hystrix-plain.stream"
 PREFIX = "/app/"
 PAUSE = 0.1  # seconds between two intervals of a stream
 PLAIN_NAMES = ["ChargeCard", "GetUser", "SearchIndex", "SendEmail"]

@@ -15,7 +15,7 @@ import pytest
 
 from breaker import State
 from breaker._demo import DemoOptions, DemoResult, run_demo
-from breaker._load import LoadOptions
+from breaker._demo.load import LoadOptions
 
 #: A short story: inventory hangs from 1 s to 3 s of a 5 s run; circuits judge a 1 s window, probe after 0.4 s.
 SHORT = DemoOptions(

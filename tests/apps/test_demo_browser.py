@@ -18,11 +18,11 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from breaker._demo import DemoOptions, DemoResult, run_demo
-from breaker._load import LoadOptions
+from breaker._demo.load import LoadOptions
 
 pytest_plugins = ["browser_support"]
 
-RECORDED = Path(__file__).parent / "data" / "hystrix-plain.stream"
+RECORDED = Path(__file__).resolve().parents[1] / "support" / "data" / "hystrix-plain.stream"
 
 
 class Output(io.StringIO):

@@ -47,7 +47,7 @@ pytest_plugins = ["redis_support"]
 
 WAIT = 10.0  # the bound on every wait for something that should happen promptly
 INTERVAL = 0.25  # the sync interval of the multi-process tests (the issue's bound is two of them)
-WORKER = Path(__file__).resolve().with_name("fleet_worker.py")
+WORKER = Path(__file__).resolve().parents[1] / "support" / "fleet_worker.py"
 #: The directory the tested `breaker` package was imported from: the workers import the same one.
 PACKAGE_ROOT = Path(breaker.__file__).resolve().parent.parent
 FLEET_FIELDS = (
@@ -63,6 +63,12 @@ FLEET_FIELDS = (
 
 class Boom(Exception):
     """The dependency's own failure."""
+
+
+def requests_since_creation(circuit: breaker.Circuit) -> int:
+    """The circuit's requests since it was created, as health counts them (success, failure, timeout, rejected)."""
+    counts = circuit.statistics().cumulative
+    return counts["success"] + counts["failure"] + counts["timeout"] + counts["rejected"]
 
 
 def wait_for(what: str, predicate: Callable[[], object], timeout: float = WAIT, interval: float = 0.005) -> None:
@@ -145,7 +151,7 @@ def make_fleet(fresh_registry: Registry) -> Iterator[MakeFleet]:
 
 def joined(circuit: breaker.Circuit) -> bool:
     """Whether the circuit has its fleet's view, as of a sync that reached Redis."""
-    return circuit.fleet is not None and circuit.fleet.connected
+    return (view := circuit.statistics().fleet) is not None and view.connected
 
 
 # -- the processes ------------------------------------------------------------------------------------------------
@@ -410,7 +416,7 @@ def test_local_health_never_trips_a_circuit_the_fleet_leads(redis_server: RedisS
     assert circuit.state is State.CLOSED
     assert fleet.wait_synced(WAIT)
     assert fleet.wait_synced(WAIT)
-    view = circuit.fleet
+    view = circuit.statistics().fleet
     assert view is not None
     assert (view.state, view.requests, view.errors, view.error_percentage) == ("closed", 1020, 20, 2)
     assert (circuit.state, circuit.statistics().error_percentage) == (State.CLOSED, 100)
@@ -447,7 +453,7 @@ def test_killing_redis_mid_run_fails_no_call_warns_once_and_rejoins_when_it_retu
     try:
         wait_for("calls in fleet mode", lambda: len(outcomes) > 50)
         redis_server.kill()
-        wait_for("the outage noticed", lambda: circuit.fleet is not None and not circuit.fleet.connected)
+        wait_for("the outage noticed", lambda: (view := circuit.statistics().fleet) is not None and not view.connected)
         failures = fleet.statistics().failures
         wait_for("more failed syncs", lambda: fleet.statistics().failures >= failures + 2)
         during = len(outcomes)
@@ -456,15 +462,15 @@ def test_killing_redis_mid_run_fails_no_call_warns_once_and_rejoins_when_it_retu
         assert view is not None
         assert (view.connected, view.probing) == (False, False)
         assert not fleet.statistics().connected
-        restarted = circuit.health_counts()[0]
+        restarted = requests_since_creation(circuit)
         redis_server.restart()
         wait_for("the fleet rejoined", lambda: joined(circuit), breaker.fleet.MAX_BACKOFF + WAIT)
         syncs = fleet.statistics().syncs
         wait_for("syncs resumed", lambda: fleet.statistics().syncs >= syncs + 2)
         # The calls made during the outage are not sent on rejoining: the fleet counts only later ones.
-        view = circuit.fleet
+        view = circuit.statistics().fleet
         assert view is not None
-        assert view.requests <= circuit.health_counts()[0] - restarted
+        assert view.requests <= requests_since_creation(circuit) - restarted
         after = len(outcomes)
         wait_for("calls after the outage", lambda: len(outcomes) > after + 50)
     finally:
@@ -514,13 +520,13 @@ def test_every_key_has_a_ttl_and_none_is_left_once_the_longest_ttl_has_passed(
         assert call("dep", failing) == "boom"
     wait_for("the fleet's trip", lambda: circuit.state is State.OPEN)
     snapshots.append(keys_of(client, "ttl"))
-    wait_for("the probe lease", lambda: circuit.fleet is not None and circuit.fleet.probing)
+    wait_for("the probe lease", lambda: (view := circuit.statistics().fleet) is not None and view.probing)
     snapshots.append(keys_of(client, "ttl"))
     assert call("dep", lambda: "ok") == "ok"  # the probe
-    wait_for("the fleet closed", lambda: circuit.fleet is not None and circuit.fleet.state == "closed")
+    wait_for("the fleet closed", lambda: (view := circuit.statistics().fleet) is not None and view.state == "closed")
     for _ in range(3):
         assert call("dep", lambda: "ok") == "ok"
-    wait_for("the window counted", lambda: circuit.fleet is not None and circuit.fleet.requests == 3)
+    wait_for("the window counted", lambda: (view := circuit.statistics().fleet) is not None and view.requests == 3)
     snapshots.append(keys_of(client, "ttl"))
     fleet.close()
     snapshots.append(keys_of(client, "ttl"))
@@ -788,7 +794,7 @@ def test_commands_opts_in_and_exclude_opts_out(redis_server: RedisServer, make_f
     later, other = breaker.get_circuit("later")[0], breaker.get_circuit("other")[0]  # made after the fleet
     wait_for("the shared commands synced", lambda: joined(a) and joined(later))
     assert fleet.wait_synced(WAIT)
-    assert (b.fleet, other.fleet) == (None, None)
+    assert (b.statistics().fleet, other.statistics().fleet) == (None, None)
     assert [fleet.shares(name) for name in ("a", "b", "later", "other")] == [True, False, True, False]
     assert fleet.statistics().commands == ("a", "later")
     assert shared_in_redis(client, "opt") == ["a", "later"]
@@ -796,7 +802,7 @@ def test_commands_opts_in_and_exclude_opts_out(redis_server: RedisServer, make_f
     fleet = make_fleet(redis_server.client(), "out", exclude=("b",))
     wait_for("the shared commands synced", lambda: all(joined(c) for c in (a, later, other)))
     assert fleet.wait_synced(WAIT)
-    assert b.fleet is None
+    assert b.statistics().fleet is None
     assert shared_in_redis(client, "out") == ["a", "later", "other"]
 
 
@@ -852,7 +858,7 @@ def test_close_stops_the_thread_returns_circuits_to_local_state_and_is_idempoten
     assert fleet_threads()
     fleet.close()
     assert not fleet_threads()
-    assert circuit.fleet is None
+    assert circuit.statistics().fleet is None
     assert breaker.fleet.current_fleet() is None
     assert fleet.statistics().commands == ("dep",)
     syncs = fleet.statistics().syncs
@@ -861,7 +867,7 @@ def test_close_stops_the_thread_returns_circuits_to_local_state_and_is_idempoten
         assert call("dep", failing) == "boom"
     assert circuit.state is State.OPEN  # tripped by local health alone, at once
     fleet.close()
-    assert (circuit.fleet, fleet.statistics().syncs, fleet_threads()) == (None, syncs, [])
+    assert (circuit.statistics().fleet, fleet.statistics().syncs, fleet_threads()) == (None, syncs, [])
     assert "closed" in repr(fleet)
 
 
@@ -891,7 +897,7 @@ def test_the_stream_message_carries_the_fleet_fields_in_fleet_mode_only(
     make_fleet(redis_server.client(), "stream", exclude=["local"])
     for _ in range(3):
         assert call("dep", failing) == "boom"
-    wait_for("the fleet's counts", lambda: shared.fleet is not None and shared.fleet.requests == 3)
+    wait_for("the fleet's counts", lambda: (view := shared.statistics().fleet) is not None and view.requests == 3)
     stats = shared.statistics()
     assert stats.fleet is not None
     message = breaker.stream.command_message(stats, 0)

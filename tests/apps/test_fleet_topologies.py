@@ -41,7 +41,7 @@ pytest_plugins = ["redis_topologies"]
 
 SYNC = 0.1  # seconds between two syncs
 WAIT = 10.0  # the bound on every wait for something the fleet should do within a few syncs
-WORKER = Path(__file__).resolve().with_name("fleet_topology_worker.py")
+WORKER = Path(__file__).resolve().parents[1] / "support" / "fleet_topology_worker.py"
 #: The directory the tested `breaker` package was imported from: the workers import the same one.
 PACKAGE_ROOT = Path(breaker.__file__).resolve().parent.parent
 
@@ -103,12 +103,15 @@ def joined(fleet: Fleet, client: redis.Redis | redis.RedisCluster) -> Iterator[F
 
 def known(*circuits: Circuit) -> None:
     """Wait until the fleet has synced each circuit once: the counts made from then on are sent."""
-    wait_for("the fleet's first sync of " + ", ".join(c.name for c in circuits), lambda: all(c.fleet for c in circuits))
+    wait_for(
+        "the fleet's first sync of " + ", ".join(c.name for c in circuits),
+        lambda: all(c.statistics().fleet for c in circuits),
+    )
 
 
 def opened(circuit: Circuit) -> bool:
     """Whether the fleet and the local circuit are both open."""
-    view = circuit.fleet
+    view = circuit.statistics().fleet
     return view is not None and view.state == "open" and circuit.state is State.OPEN
 
 
@@ -157,10 +160,11 @@ def test_cluster_fleet_trips_on_the_totals_of_its_processes(topology_cluster: Cl
             wait_for("the fleet to open pay", lambda: opened(pay), 2 * WAIT)
             # the healthy command's window holds every process's successes
             wait_for(
-                "ship's fleet window to count 3 processes", lambda: ship.fleet and ship.fleet.requests == 3 * successes
+                "ship's fleet window to count 3 processes",
+                lambda: (view := ship.statistics().fleet) is not None and view.requests == 3 * successes,
             )
             outputs = [worker.communicate(timeout=2 * WAIT) for worker in workers]
-            view = pay.fleet
+            view = pay.statistics().fleet
             assert view is not None
             assert view.generation == 1  # one trip, seen by all three processes
         finally:
@@ -197,7 +201,7 @@ def test_cluster_keys_of_a_namespace_share_one_slot_and_expire(topology_cluster:
         for _ in range(3):
             breaker.do("beta", ok)
         wait_for("the fleet to open alpha", lambda: opened(alpha))
-        wait_for("the probe lease", lambda: alpha.fleet and alpha.fleet.probing)
+        wait_for("the probe lease", lambda: (view := alpha.statistics().fleet) is not None and view.probing)
         owner = topology_cluster.owner(f"{{{namespace}}}")
         prefix = f"{{{namespace}}}:breaker"
         expected = {f"{prefix}:alpha:state", f"{prefix}:alpha:probe", f"{prefix}:beta:state", f"{prefix}:beta:window"}
@@ -280,7 +284,7 @@ def test_sentinel_fleet_follows_the_master_through_a_failover(topology_sentinel:
         state_key = f"{{{namespace}}}:breaker:pay:state"
         assert state_of(old, state_key)["state"] == "open"
         wait_for("the replica to hold the open state", lambda: state_of(new, state_key).get("state") == "open")
-        view = pay.fleet
+        view = pay.statistics().fleet
         assert view is not None
         generation = view.generation
         assert new.script_calls() == 0  # a replica runs no scripts: the master's effects reach it
@@ -306,7 +310,7 @@ def test_sentinel_fleet_follows_the_master_through_a_failover(topology_sentinel:
         wait_for("the fleet to sync with the new master", synced_with_new_master, 3 * WAIT)
         reconnected = time.monotonic() - started
         syncs = fleet.statistics().syncs
-        wait_for("syncs to go on", lambda: fleet.statistics().syncs >= syncs + 3 and ship.fleet)
+        wait_for("syncs to go on", lambda: fleet.statistics().syncs >= syncs + 3 and ship.statistics().fleet)
         print(f"{how}: the fleet synced with the new master {reconnected:.2f} s after the failover began")
 
         assert ship.state is State.CLOSED
@@ -317,7 +321,7 @@ def test_sentinel_fleet_follows_the_master_through_a_failover(topology_sentinel:
         with new.client() as r:
             assert r.pttl(state_key) > 0
         assert opened(pay)
-        view = pay.fleet
+        view = pay.statistics().fleet
         assert view is not None
         assert (view.connected, view.generation) == (True, generation)
         stats = fleet.statistics()
@@ -396,7 +400,10 @@ def measure(client: redis.Redis | redis.RedisCluster, nodes: list[Server], rate:
             seconds = time.monotonic() - started
             syncs = fleet.statistics().syncs - syncs
             # and every call reached the fleet's window, through those few round trips
-            wait_for("the fleet to count every call", lambda: circuit.fleet and circuit.fleet.requests == calls)
+            wait_for(
+                "the fleet to count every call",
+                lambda: (view := circuit.statistics().fleet) is not None and view.requests == calls,
+            )
         finally:
             fleet.close()
     return Traffic(calls, seconds, commands, syncs, startup)
@@ -470,7 +477,7 @@ def test_a_sync_the_client_retries_is_counted_once(topology_server: Server) -> N
             assert blocker.recv(16) == b":1\r\n"
         target = fleet.statistics().syncs + 2
         wait_for("two more syncs", lambda: fleet.statistics().syncs >= target)
-        view = pay.fleet
+        view = pay.statistics().fleet
         assert view is not None
         stats = fleet.statistics()
         calls = topology_server.command_calls()

@@ -1,4 +1,4 @@
-"""The demo's load generator (`breaker._load`) and its flaky HTTP dependency (`breaker._flaky`).
+"""The demo's load generator (`breaker._demo.load`) and its flaky HTTP dependency (`breaker._demo.flaky`).
 
 Load: options, request counts, concurrency, the per-worker rate limit, the duration, stop(), the report.
 FlakyService: a real server on 127.0.0.1 asked with http.client; its schedule is read on an injected clock.
@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from breaker._flaky import FlakyService, Outage
-from breaker._load import Load, LoadOptions, Report, Sample
+from breaker._demo.flaky import FlakyService, Outage
+from breaker._demo.load import Load, LoadOptions, Report, Sample
 from breaker.testing import FakeClock
 
 WAIT = 5.0  # the bound on every wait for something that should happen promptly

@@ -32,7 +32,7 @@ from breaker.testing import FakeClock
 
 NAME = "payments"
 WAIT = 5.0  # the bound on every wait for something that should happen promptly
-DASHBOARD = Path(__file__).resolve().parent.parent / "examples" / "grafana-dashboard.json"
+DASHBOARD = Path(__file__).resolve().parents[2] / "examples" / "grafana-dashboard.json"
 STATES = ("closed", "open", "half_open", "forced_open", "forced_closed")
 EVENTS = (
     "success",

@@ -1,4 +1,11 @@
-"""Model-based test of the decision core: a reference model of the circuit checked step by step (issue 4)."""
+"""Model-based test of the decision core: a reference model of the circuit checked step by step.
+
+The real `Engine`, on a `FakeClock`, and the `Model` (the README's Semantics written as plainly as possible) are
+driven by the same random steps; after every step their state, statistics, admission and transitions must agree.
+Calls arrive by the drivers' path (`Engine.enter`: lock-free first, then the lock) or by the locked path alone
+(`Engine.admit`), and ordinary successes end by the drivers' lock-free path (`Engine.succeed`) or the locked one
+(`Engine.finish`), so the fast paths are checked against the model too.
+"""
 
 from __future__ import annotations
 
@@ -22,9 +29,11 @@ from hypothesis.stateful import (
 
 import breaker
 from breaker import State
-from breaker._circuit import ADMITTED, REJECTED_CALL, SHORT_CIRCUITED, Circuit
-from breaker._events import BAD_REQUEST, EVENTS, FAILURE, REJECTED, SHORT_CIRCUIT, SUCCESS, TIMEOUT
-from breaker._settings import BUILTIN, Settings
+from breaker._core.circuit import Circuit
+from breaker._core.engine import Engine
+from breaker._core.events import BAD_REQUEST, EVENTS, FAILURE, REJECTED, SHORT_CIRCUIT, SUCCESS, TIMEOUT
+from breaker._core.outcome import ADMITTED, REJECTED_CALL, SHORT_CIRCUITED, Admission, Probe
+from breaker._core.settings import BUILTIN, Settings
 from breaker.testing import FakeClock
 
 # Exact float times: the clock starts at a multiple of 0.25 and only ever moves by multiples of 0.25, bucket widths
@@ -49,7 +58,7 @@ TICKETS = st.sampled_from([1, 2, 3, 5, math.inf])
 #: (force_open, force_closed), mostly unforced.
 FORCES = st.sampled_from([(False, False)] * 4 + [(True, False), (False, True)])
 OUTCOMES = st.sampled_from([SUCCESS, FAILURE, TIMEOUT, BAD_REQUEST])
-PATHS = st.sampled_from(["enter", "driver"])
+PATHS = st.sampled_from(["enter", "locked"])
 #: How far `advance` moves the clock; the targets of the state machine's own boundaries come up more often.
 STEPS = st.sampled_from(
     ["quarters", "next-boundary", "bucket", "sleep", "window", "long"] + ["sleep-end", "deadline", "past-deadline"] * 2
@@ -94,6 +103,18 @@ def resolve(config: Config, window: float, buckets: int) -> Settings:
     ).over(BUILTIN)
 
 
+#: The model's admission codes; a probe is its number, counting from 1.
+MODEL_ADMITTED, MODEL_SHORT_CIRCUITED, MODEL_REJECTED = 0, -1, -2
+
+
+def code_of(admission: Admission) -> int | str:
+    """The engine's admission in the model's terms (a probe is "probe": only the model numbers them)."""
+    if isinstance(admission, Probe):
+        return "probe"
+    codes = {ADMITTED: MODEL_ADMITTED, SHORT_CIRCUITED: MODEL_SHORT_CIRCUITED, REJECTED_CALL: MODEL_REJECTED}
+    return codes[admission]
+
+
 def rounded_percentage(errors: int, requests: int) -> int:
     """``100 * errors / requests`` rounded half up, in exact fractions (0 with no requests)."""
     if not requests:
@@ -103,9 +124,11 @@ def rounded_percentage(errors: int, requests: int) -> int:
 
 @dataclasses.dataclass(eq=False)
 class Call:
-    """An admitted call in flight: it holds a ticket until it completes (0, or the probe id it was admitted as)."""
+    """An admitted call in flight: it holds a ticket until it completes. ``probe``: 0, or the model's number of the
+    probe it was admitted as; ``admission``: what the engine told it."""
 
     probe: int
+    admission: Admission
 
 
 class Model:
@@ -158,16 +181,16 @@ class Model:
         return self.held < self.config.tickets
 
     def decide(self) -> int:
-        """What a call arriving now gets: `ADMITTED`, a probe id, `SHORT_CIRCUITED` or `REJECTED_CALL`."""
+        """What a call arriving now gets: admitted, a probe (its number), short-circuited or rejected."""
         if self.config.force_open:
-            return SHORT_CIRCUITED
+            return MODEL_SHORT_CIRCUITED
         if self.config.force_closed or self.state is CLOSED:
-            return ADMITTED if self.ticket_free() else REJECTED_CALL
+            return MODEL_ADMITTED if self.ticket_free() else MODEL_REJECTED
         if self.state is OPEN and self.now - self.opened_at < self.config.sleep:
-            return SHORT_CIRCUITED
+            return MODEL_SHORT_CIRCUITED
         if self.state is HALF_OPEN and self.probe_in_flight:
-            return SHORT_CIRCUITED
-        return self.probe_id + 1 if self.ticket_free() else REJECTED_CALL
+            return MODEL_SHORT_CIRCUITED
+        return self.probe_id + 1 if self.ticket_free() else MODEL_REJECTED
 
     # -- changes --
 
@@ -199,14 +222,14 @@ class Model:
     def admit(self) -> int:
         """A call arrives now: decide it and apply what that does."""
         code = self.decide()
-        if code == ADMITTED or code > 0:
+        if code == MODEL_ADMITTED or code > 0:
             self.held += 1
         if code > 0:
             self.move(HALF_OPEN)
             self.probe_in_flight = True
             self.probe_id = code
             self.probe_deadline = self.now + self.config.timeout
-        elif code == REJECTED_CALL:
+        elif code == MODEL_REJECTED:
             self.count(REJECTED)
             if self.config.force_closed or self.state is CLOSED:
                 self.evaluate()
@@ -214,7 +237,7 @@ class Model:
                 self.opened_at = self.now  # the would-be probe failed: a fresh sleep window
             else:
                 self.reopen()
-        elif code == SHORT_CIRCUITED:
+        elif code == MODEL_SHORT_CIRCUITED:
             self.count(SHORT_CIRCUIT)
             stuck = self.state is HALF_OPEN and self.probe_in_flight and self.now > self.probe_deadline
             if stuck and not self.config.force_open:
@@ -245,12 +268,13 @@ class Model:
 
 
 class CircuitMachine(RuleBasedStateMachine):
-    """The real `Circuit` on a `FakeClock` and the `Model`, driven by the same steps."""
+    """The real `Engine` on a `FakeClock` and the `Model`, driven by the same steps."""
 
     calls: Bundle[Call] = Bundle("calls")
 
     def __init__(self) -> None:
         super().__init__()
+        self.engine: Engine
         self.circuit: Circuit
         self.clock: FakeClock
         self.model: Model
@@ -268,7 +292,8 @@ class CircuitMachine(RuleBasedStateMachine):
         self.window, self.buckets = geometry
         now = START + offset * QUARTER
         self.clock = FakeClock(now)
-        self.circuit = Circuit("model", resolve(config, *geometry), self.clock, self.emit)
+        self.engine = Engine("model", resolve(config, *geometry), self.clock, self.emit)
+        self.circuit = self.engine.circuit = Circuit(self.engine)
         self.model = Model(config, self.window, self.buckets, now)
 
     # -- rules --
@@ -299,50 +324,46 @@ class CircuitMachine(RuleBasedStateMachine):
     @rule(target=calls, path=PATHS)
     def start(self, path: str) -> Call | MultipleResults[Call]:
         """A call arrives and, if admitted, stays in flight holding its ticket."""
-        code = self.arrive(path)
-        return multiple() if code < 0 else Call(code)
+        call = self.arrive(path)
+        return multiple() if call is None else call
 
-    def arrive(self, path: str) -> int:
-        """Admit a call by `Circuit.enter` (``go()``'s path) or by `try_enter`, else `admit` (the lock decides all)."""
+    def arrive(self, path: str) -> Call | None:
+        """Admit a call by `Engine.enter` (the drivers' path: lock-free first) or `Engine.admit` (the lock decides
+        all); the call in flight, or None if it was refused."""
         now = self.clock()
-        if path == "enter":
-            code = self.circuit.enter(now)
-        else:
-            code = ADMITTED if self.circuit.try_enter() else self.circuit.admit(now)
+        admission = self.engine.enter(now) if path == "enter" else self.engine.admit(now)
         expected = self.model.admit()
-        assert code == expected, f"admission: circuit {code}, model {expected}"
-        return code
+        got = code_of(admission)
+        assert got == ("probe" if expected > 0 else expected), f"admission: engine {admission}, model {expected}"
+        return None if admission.refused else Call(max(expected, 0), admission)
 
     @rule(call=consumes(calls), slot=OUTCOMES, hot=st.booleans())
     def complete(self, call: Call, slot: int, hot: bool) -> None:
-        """An in-flight call ends; ordinary successes and failures may take the drivers' lock-free paths."""
+        """An in-flight call ends; a success may take the drivers' path, lock-free when it can."""
         self.finish(call, slot, hot)
 
     @rule(batch=st.lists(st.tuples(PATHS, OUTCOMES, st.booleans()), min_size=1, max_size=4))
     def burst(self, batch: list[tuple[str, int, bool]]) -> None:
         """Whole calls at one instant with no query between them (queries read the lock-free counters)."""
         for path, slot, hot in batch:
-            code = self.arrive(path)
-            if code >= 0:
-                self.finish(Call(code), slot, hot)
+            call = self.arrive(path)
+            if call is not None:
+                self.finish(call, slot, hot)
 
     def finish(self, call: Call, slot: int, hot: bool) -> None:
-        """End ``call`` with ``slot``, in the circuit and in the model."""
+        """End ``call`` with ``slot``, in the engine and in the model. A ``hot`` success takes the drivers' path
+        (`Engine.succeed`: lock-free for an ordinary call in the current bucket); the rest, `Engine.finish`."""
         now = self.clock()
-        if hot and not call.probe and slot == SUCCESS:
-            self.circuit.count_success(now)
-            self.circuit.give_back()
-        elif hot and not call.probe and slot == FAILURE:
-            self.circuit.fail(now)
-            self.circuit.give_back()
+        if hot and slot == SUCCESS:
+            self.engine.succeed(call.admission, now, 0.0)
         else:
-            self.circuit.complete(slot, call.probe, now)
+            self.engine.finish(slot, call.admission, now, 0.0)
         self.model.complete(slot, call.probe)
 
     @rule(config=configs())
     def reconfigure(self, config: Config) -> None:
         """Apply new thresholds, volume, sleep window, timeout, tickets and force flags at once."""
-        self.circuit.configure(resolve(config, self.window, self.buckets))
+        self.engine.configure(resolve(config, self.window, self.buckets))
         self.model.configure(config)
 
     # -- invariants: checked after every step; every query is made twice, since queries change nothing --
@@ -375,7 +396,7 @@ class CircuitMachine(RuleBasedStateMachine):
             assert dict(stats.counts) == counts
             assert (stats.active, stats.abandoned) == (model.held, 0)
             assert stats.max_concurrent_requests == model.config.tickets
-            assert self.circuit.active == model.held
+            assert self.engine.active == model.held
 
     def same_admission(self) -> None:
         """allow_request() says whether the next call would be admitted (short of running it)."""
@@ -404,44 +425,57 @@ TestCircuitMatchesModel = CircuitMachine.TestCase
 UNFORCED = Config(volume=1, threshold=50, sleep=5.0, timeout=1.0, tickets=3, force_open=False, force_closed=False)
 
 
-def make(config: Config) -> tuple[Circuit, FakeClock]:
-    """A circuit with ``config`` over a 10 s window of 10 buckets, and its clock."""
+def make(config: Config) -> tuple[Engine, FakeClock]:
+    """An engine with ``config`` over a 10 s window of 10 buckets, and its clock."""
     clock = FakeClock(START)
-    return Circuit("pinned", resolve(config, 10.0, 10), clock, lambda *_: None), clock
+    engine = Engine("pinned", resolve(config, 10.0, 10), clock, lambda *_: None)
+    engine.circuit = Circuit(engine)
+    return engine, clock
+
+
+def run(engine: Engine, clock: FakeClock, event: int) -> None:
+    """One whole call that ends with ``event``."""
+    admission = engine.enter(clock())
+    assert not admission.refused
+    engine.finish(event, admission, clock(), 0.0)
 
 
 @pytest.mark.parametrize(
     ("tickets", "expected"), [(1, REJECTED_CALL), (math.inf, ADMITTED)], ids=["no-ticket", "unlimited"]
 )
-def test_force_closed_enter_admits_or_rejects_never_short_circuits(tickets: float, expected: int) -> None:
-    """Under force_closed, `Circuit.enter` (``go()``'s admission) goes by tickets alone, even over an open circuit."""
+def test_force_closed_enter_admits_or_rejects_never_short_circuits(tickets: float, expected: Admission) -> None:
+    """Under force_closed, `Engine.enter` goes by tickets alone, even over an open circuit."""
     config = dataclasses.replace(UNFORCED, tickets=tickets)
-    circuit, clock = make(config)
-    circuit.complete(FAILURE, circuit.enter(clock()), clock())
-    assert circuit.state is OPEN
-    circuit.configure(resolve(dataclasses.replace(config, force_closed=True), 10.0, 10))
-    assert circuit.enter(clock()) == ADMITTED  # holds the only ticket (unlimited: the only free one in stock)
-    assert circuit.allow_request() is (expected == ADMITTED)
-    assert circuit.enter(clock()) == expected
-    assert circuit.statistics().counts["short-circuit"] == 0
+    engine, clock = make(config)
+    run(engine, clock, FAILURE)
+    assert engine.circuit is not None
+    assert engine.circuit.state is OPEN
+    engine.configure(resolve(dataclasses.replace(config, force_closed=True), 10.0, 10))
+    assert engine.enter(clock()) is ADMITTED  # holds the only ticket (unlimited: the only free one in stock)
+    assert engine.allow_request() is (expected is ADMITTED)
+    assert engine.enter(clock()) is expected
+    assert engine.statistics().counts["short-circuit"] == 0
 
 
 def test_stale_probe_outcome_recorded_while_closed_evaluates_health() -> None:
     """A timed-out probe reporting after a later probe closed the circuit is an outcome like any other: it may trip."""
-    circuit, clock = make(UNFORCED)
-    circuit.complete(FAILURE, circuit.enter(clock()), clock())
+    engine, clock = make(UNFORCED)
+    circuit = engine.circuit
+    assert circuit is not None
+    run(engine, clock, FAILURE)
     clock.advance(5.0)
-    stale = circuit.enter(clock())
-    assert stale > 0
+    stale = engine.enter(clock())
+    assert isinstance(stale, Probe)
     clock.advance(1.25)  # past the probe's 1 s timeout: the next call counts it failed and reopens
-    assert circuit.enter(clock()) == SHORT_CIRCUITED
+    assert engine.enter(clock()) is SHORT_CIRCUITED
     assert circuit.state is OPEN
     clock.advance(5.0)
-    probe = circuit.enter(clock())
-    assert probe > stale
-    circuit.complete(SUCCESS, probe, clock())
+    probe = engine.enter(clock())
+    assert isinstance(probe, Probe)
+    assert probe is not stale
+    engine.finish(SUCCESS, probe, clock(), 0.0)
     assert circuit.state is CLOSED
-    circuit.complete(TIMEOUT, stale, clock())  # 1 request, 1 error: the trip rule holds (volume 1, 50%)
+    engine.finish(TIMEOUT, stale, clock(), 0.0)  # 1 request, 1 error: the trip rule holds (volume 1, 50%)
     stats = circuit.statistics()
     assert (stats.requests, stats.errors, stats.error_percentage) == (1, 1, 100)
     assert circuit.state is OPEN

@@ -17,6 +17,7 @@ import pytest
 
 import breaker
 from breaker import _registry
+from breaker._core.circuit import engine_of
 from breaker.testing import FakeClock
 
 T = TypeVar("T")
@@ -353,7 +354,7 @@ def test_non_callable_arguments_raise_before_anything_is_counted(run_arg: Any, f
             await breaker.do_async("a", run_arg, fallback)
 
     run(scenario())
-    assert "a" not in _registry.current().circuits or sum(counts("a").values()) == 0
+    assert "a" not in _registry.current.circuits or sum(counts("a").values()) == 0
 
 
 # -- the circuit: trip, probe, close; one circuit for sync and async ---------------------------------------------
@@ -614,7 +615,7 @@ def test_recording_while_a_thread_holds_the_lock_yields_to_the_loop() -> None:
     holding, release = threading.Event(), threading.Event()
 
     def hold_the_lock() -> None:
-        with circuit._lock:
+        with engine_of(circuit).lock:
             holding.set()
             release.wait(5)
 
@@ -646,26 +647,6 @@ def test_recording_while_a_thread_holds_the_lock_yields_to_the_loop() -> None:
         release.set()
         holder.join(5)
     assert circuit.statistics().counts["failure"] == 1
-
-
-def test_async_caller_path_is_the_same_text_in_do_async_and_the_decorator() -> None:
-    """The async caller path is written out three times (do_async(), the async wrapper, call_here_async()): keep it
-    one text."""
-    import textwrap
-
-    from breaker import _aexecute
-
-    def caller_path(function: Callable[..., object]) -> str:
-        source = inspect.getsource(function)
-        start = source.index("# -- the async caller path:")
-        end = source.index("# -- end of the async caller path --")
-        start = source.rindex("\n", 0, start) + 1
-        return textwrap.dedent(source[start:end])
-
-    do_path = caller_path(_aexecute.do_async)
-    assert "fn(*args, **kwargs)" in do_path
-    assert caller_path(_aexecute.async_wrapper) == do_path
-    assert caller_path(_aexecute.call_here_async) == do_path
 
 
 def test_configure_command_applies_at_once_to_async_callers() -> None:

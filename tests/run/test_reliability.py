@@ -37,6 +37,7 @@ from breaker import (
     MaxConcurrencyError,
     State,
 )
+from breaker._core.circuit import engine_of
 from breaker._registry import Registry
 from breaker.testing import FakeClock
 
@@ -635,7 +636,7 @@ def error_type(call: Callable[[], object]) -> type[BaseException] | None:
 
 def child_starts_fresh(registry: Registry, checks: Checks) -> None:
     """In the child, before any call: no circuit, worker or timer thread inherited from the parent."""
-    checks.check("the registry is the test's", breaker._registry.current() is registry)
+    checks.check("the registry is the test's", breaker._registry.current is registry)
     checks.check("no circuit inherited", registry.circuits == {}, list(registry.circuits))
     checks.check("no worker thread counted", registry.pool.threads == 0, registry.pool.threads)
     checks.check("no timer thread recorded", not registry.timer.running)
@@ -738,7 +739,7 @@ def test_forked_child_does_not_deadlock_on_locks_held_by_parent_threads(
     holder.start()
     parent_circuit = breaker.get_circuit(HELD)[0]
     locks: list[threading.Lock | threading.Condition] = [
-        parent_circuit._lock,
+        engine_of(parent_circuit).lock,
         fresh_registry._lock,
         fresh_registry.pool._lock,
         fresh_registry.timer._cond,
@@ -925,7 +926,7 @@ def test_run_returning_after_its_circuit_was_flushed(
         assert (old.statistics().active, old.statistics().abandoned) == (1, 1)
     breaker.flush()
     assert fresh_registry.circuits == {}
-    assert not old.live
+    assert breaker.get_circuit(NAME)[0] is not old  # dropped: the name resolves to a new circuit
     # The new circuit has tickets of its own: the old run's ticket belongs to the old circuit.
     assert breaker.do(NAME, ok) == VALUE
     new = breaker.get_circuit(NAME)[0]

@@ -8,11 +8,11 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from types import FrameType
 
 import pytest
-from test_execute import (
+from drivers import (
     ALL,
     DECORATORS,
     FALLBACK,
@@ -30,8 +30,6 @@ from test_execute import (
     Fallback,
     Held,
     events,
-    gates,
-    holders,
     ok,
     settle,
     state,
@@ -42,18 +40,6 @@ from test_execute import (
 import breaker
 from breaker import CircuitOpenError, CommandTimeoutError, MaxConcurrencyError, State
 from breaker.testing import FakeClock
-
-
-@pytest.fixture
-def held() -> Iterator[Callable[[Driver], Held]]:
-    """Make `Held` callers on command NAME; released at teardown."""
-    yield from holders()
-
-
-@pytest.fixture
-def gate() -> Iterator[threading.Event]:
-    """An event blocked runs wait on; set at teardown."""
-    yield from gates()
 
 
 def library_threads() -> list[threading.Thread]:

@@ -62,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     opened = False
     try:
         # counts made before the fleet's first sync of a circuit are not sent: wait for it
-        while (circuit.fleet is None or healthy.fleet is None) and time.monotonic() < deadline:
+        while (
+            circuit.statistics().fleet is None or healthy.statistics().fleet is None
+        ) and time.monotonic() < deadline:
             time.sleep(0.01)
         for _ in range(options.successes):
             breaker.do(options.healthy, lambda: "ok")
@@ -70,12 +72,12 @@ def main(argv: list[str] | None = None) -> int:
             breaker.do(options.command, fail, fallback)
         local = circuit.statistics()
         while time.monotonic() < deadline:
-            view = circuit.fleet
+            view = circuit.statistics().fleet
             if view is not None and view.state == "open" and circuit.state is breaker.State.OPEN:
                 opened = True
                 break
             time.sleep(0.01)
-        view = circuit.fleet
+        view = circuit.statistics().fleet
         report = {
             "opened": opened,
             "local_requests_before": local.requests,

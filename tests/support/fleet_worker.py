@@ -113,7 +113,7 @@ def main(config: Config) -> None:
         fleet = breaker.configure_fleet(client, config["namespace"], config["sync_interval"])
     circuit = breaker.get_circuit(name)[0]
     deadline = time.monotonic() + WAIT
-    while fleet is not None and not (circuit.fleet is not None and circuit.fleet.connected):
+    while fleet is not None and not ((view := circuit.statistics().fleet) is not None and view.connected):
         if time.monotonic() >= deadline:
             raise SystemExit(f"worker {config['index']}: no sync with Redis within {WAIT} s")
         time.sleep(0.01)

@@ -328,9 +328,9 @@ class SentinelSetup:
 
     def client(self, **options: Any) -> redis.Redis:
         """The Sentinel-managed client of the master: ``Sentinel(...).master_for(MASTER_NAME)`` (close it)."""
-        sentinel = redis.Sentinel([("127.0.0.1", self.sentinel.port)], socket_timeout=0.5)  # type: ignore[no-untyped-call]
+        sentinel = redis.Sentinel([("127.0.0.1", self.sentinel.port)], socket_timeout=0.5)
         options.setdefault("socket_timeout", 0.5)
-        return cast(redis.Redis, sentinel.master_for(MASTER_NAME, **options))  # type: ignore[no-untyped-call]
+        return cast(redis.Redis, sentinel.master_for(MASTER_NAME, **options))
 
     def master_port(self) -> int:
         """The master's port, as the Sentinel reports it now."""
