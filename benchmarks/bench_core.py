@@ -11,6 +11,13 @@ contender of a group back to back in a shuffled order (each one ``--reps`` times
 ratio is computed within the round. The table reports the median of the per-round ratios and their spread (IQR and
 min..max), so drift of the machine between rounds cancels out. Absolute per-call times go to stderr only, as
 context. Progress goes to stderr; the table to stdout.
+
+The process is pinned to one CPU (unless ``--no-pin``), except group 2 (thread isolation, one caller), which is
+measured twice in every run: pinned (the caller, breaker's workers, the floor's worker and the executor's worker
+all on one CPU) and unpinned (on every CPU the process could use at start). For each mode the main thread's
+affinity is set, ``breaker.flush()`` retires breaker's idle workers so that new ones start under it, and the floor
+and the executor are created afresh; a probe call through each checks the threads are new and where they may run.
+The affinity is restored afterwards. Without ``os.sched_setaffinity`` the pinned rows are shown as skipped.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ import prometheus_client
 import pybreaker
 
 import breaker
+import breaker._registry  # group 2 checks that breaker's pool really started new workers for each CPU mode
 import breaker.prometheus
 import breaker.statsd
 import breaker.stream
@@ -124,8 +132,11 @@ class Row:
     passed: bool | None
     rounds: int
     note: str = ""
+    skipped: str = ""  # why the row could not be measured here: the table says so instead of leaving it out
 
     def spread_text(self) -> str:
+        if self.skipped:
+            return f"not measured: {self.skipped}"
         if "distribution" in self.spread:
             dist = cast(Mapping[int, int], self.spread["distribution"])
             parts = ", ".join(
@@ -138,11 +149,15 @@ class Row:
         )
 
     def value_text(self) -> str:
+        if self.skipped:
+            return "-"
         if "distribution" in self.spread:
             return f"max {self.spread['max']}"
         return f"{self.median:.2f}"
 
     def result_text(self) -> str:
+        if self.skipped:
+            return "SKIPPED"
         if self.passed is None:
             return "info"
         return "PASS" if self.passed else "FAIL"
@@ -156,6 +171,11 @@ def summarize(ratios: Sequence[float]) -> tuple[float, dict[str, Any]]:
     else:
         q1 = q3 = ratios[0]
     return median, {"q1": q1, "q3": q3, "min": min(ratios), "max": max(ratios)}
+
+
+def skipped_row(key: str, name: str, target: float | None, reason: str) -> Row:
+    """A row that cannot be measured on this machine: shown in the table as skipped, with the reason."""
+    return Row(key, name, math.nan, {}, None if target is None else f"<= {target:g}", None, 0, skipped=reason)
 
 
 def ratio_row(
@@ -406,7 +426,7 @@ def group_caller_single(sizes: Sizes, rng: random.Random) -> list[Row]:
             "1d caller isolation, success: breaker.do() overhead / circuitbreaker overhead",
             res,
             over("breaker_do", "circuitbreaker"),
-            None,
+            0.9,
         )
     )
     rows.append(
@@ -512,7 +532,7 @@ def group_caller_single(sizes: Sizes, rng: random.Random) -> list[Row]:
             "1c open circuit, rejection caught: overhead / faster peer's overhead",
             res,
             vs_faster_peer,
-            0.8,
+            0.6,
         )
     )
     return rows
@@ -651,9 +671,9 @@ def group_observed(sizes: Sizes, rng: random.Random) -> list[Row]:
 class HandOff:
     """The floor of a cross-thread call: one persistent worker reading a SimpleQueue, a fresh Lock per call."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str = "bench-floor") -> None:
         self.inbox: queue.SimpleQueue[tuple[Call, threading.Lock] | None] = queue.SimpleQueue()
-        self.thread = threading.Thread(target=self._work, name="bench-floor", daemon=True)
+        self.thread = threading.Thread(target=self._work, name=name, daemon=True)
         self.thread.start()
 
     def _work(self) -> None:
@@ -677,13 +697,97 @@ class HandOff:
         self.thread.join()
 
 
-def group_thread_single(sizes: Sizes, rng: random.Random) -> list[Row]:
-    """Row group 2: thread isolation, one caller: breaker.do() vs the raw hand-off floor and a 1-worker executor."""
+Affinity = frozenset[int]
+ThreadMode = Literal["pinned", "unpinned"]
+WORKER_PREFIX = "breaker-worker-"  # the names breaker's pool gives its worker threads
+
+
+def current_affinity() -> Affinity | None:
+    """The CPUs the calling thread may run on (on Linux ``sched_getaffinity(0)`` is per thread); None: unknown."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None
+    return frozenset(os.sched_getaffinity(0))
+
+
+def can_pin() -> bool:
+    return hasattr(os, "sched_setaffinity") and hasattr(os, "sched_getaffinity")
+
+
+def worker_threads() -> list[threading.Thread]:
+    """breaker's worker threads alive now."""
+    return [thread for thread in threading.enumerate() if thread.name.startswith(WORKER_PREFIX)]
+
+
+def retire_workers(old: set[str]) -> None:
+    """After `breaker.flush`: wait until the pool has no thread left and none of the ``old`` workers is alive."""
+    pool = breaker._registry.current.pool
+    deadline = perf_counter() + 10
+    while pool.threads or old & {thread.name for thread in worker_threads()}:
+        if perf_counter() > deadline:
+            raise RuntimeError(f"group 2: breaker's idle workers did not exit after flush() ({pool!r})")
+        time.sleep(0.01)
+
+
+def where() -> tuple[str, Affinity | None]:
+    """Run on a thread: its name and the CPUs it may run on."""
+    return threading.current_thread().name, current_affinity()
+
+
+def check_placement(
+    mode: ThreadMode, cpus: Affinity | None, old: set[str], floor: HandOff, executor: ThreadPoolExecutor
+) -> str:
+    """Every thread of the group is new for this mode and (when affinity is supported) runs on ``cpus``.
+
+    One probe call through each contender reports the thread that ran it: breaker's worker must be one the pool
+    started after this mode's `flush` (a name it never had before), and its affinity, the floor's and the executor's
+    worker's and the caller's must all be ``cpus``.
+    """
+    seen: list[tuple[str, Affinity | None]] = []
+    placed = {
+        "caller": where(),
+        "breaker worker": breaker.do("t", where),
+        "executor worker": executor.submit(where).result(),
+    }
+    floor.call(lambda: seen.append(where()))
+    placed["floor worker"] = seen[0]
+    worker = placed["breaker worker"][0]
+    if not worker.startswith(WORKER_PREFIX) or worker in old:
+        raise RuntimeError(f"group 2 {mode}: breaker ran the call on {worker!r}, not a new worker (old: {old})")
+    if cpus is not None:
+        wrong = {who: affinity for who, (_, affinity) in placed.items() if affinity != cpus}
+        if wrong:
+            raise RuntimeError(f"group 2 {mode}: threads not on CPUs {sorted(cpus)}: {wrong}")
+    return ", ".join(f"{who} {name}" for who, (name, _) in placed.items())
+
+
+def check_workers_after(mode: ThreadMode, cpus: Affinity | None, old: set[str]) -> int:
+    """After the rounds: every breaker worker alive is new and on ``cpus``; how many there are."""
+    workers = worker_threads()
+    for thread in workers:
+        if thread.name in old:
+            raise RuntimeError(f"group 2 {mode}: an old worker ({thread.name}) ran calls")
+        if cpus is not None and thread.native_id is not None:
+            try:
+                affinity = frozenset(os.sched_getaffinity(thread.native_id))
+            except ProcessLookupError:
+                continue  # it exited meanwhile
+            if affinity != cpus:
+                raise RuntimeError(f"group 2 {mode}: worker {thread.name} on CPUs {sorted(affinity)}")
+    return len(workers)
+
+
+def thread_single_mode(sizes: Sizes, rng: random.Random, mode: ThreadMode, cpus: Affinity | None) -> list[Round]:
+    """Group 2 in one mode: the caller set to ``cpus`` (None: left as it is), then breaker's workers (after a flush),
+    the floor's worker and the executor's worker all started afresh from it, so that they inherit its affinity."""
     n, rounds, reps = sizes.thread_n, sizes.thread_rounds, sizes.thread_reps
-    reset_breaker()
+    old = {thread.name for thread in worker_threads()}
+    if cpus is not None:
+        os.sched_setaffinity(0, cpus)
+    reset_breaker()  # flush(): the idle workers exit; the next call starts a new one, which inherits the affinity
+    retire_workers(old)
     breaker.configure_command("t", breaker.CommandConfig())  # the built-in defaults: isolation="thread"
-    floor = HandOff()
-    executor = ThreadPoolExecutor(max_workers=1)
+    floor = HandOff(f"bench-floor-{mode}")
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"bench-executor-{mode}")
 
     def b_do() -> int:
         return breaker.do("t", f)
@@ -694,10 +798,12 @@ def group_thread_single(sizes: Sizes, rng: random.Random) -> list[Row]:
     def executor_call() -> int:
         return executor.submit(f).result()
 
-    progress(f"group 2: thread isolation, one caller (N={n}, {rounds} rounds x {reps})")
+    cpu_text = "CPUs as the OS places them" if cpus is None else f"CPUs {sorted(cpus)}"
+    progress(f"group 2 {mode}: thread isolation, one caller, {cpu_text} (N={n}, {rounds} rounds x {reps})")
     try:
+        progress(f"  {mode}: threads {check_placement(mode, cpus, old, floor, executor)}")
         res = run_rounds(
-            "thread",
+            f"thread {mode}",
             {
                 "breaker_do": timed_calls(b_do, n),
                 "handoff_floor": timed_calls(floor_call, n),
@@ -707,26 +813,62 @@ def group_thread_single(sizes: Sizes, rng: random.Random) -> list[Row]:
             reps,
             rng,
         )
+        workers = check_workers_after(mode, cpus, old)
     finally:
         floor.close()
         executor.shutdown()
-    show_times("thread", res)
-    return [
-        ratio_row(
-            "thread.vs_floor",
-            "2a thread isolation, success: breaker.do() / raw hand-off floor (SimpleQueue + Lock)",
-            res,
-            lambda r: r["breaker_do"] / r["handoff_floor"],
-            1.15,
-        ),
-        ratio_row(
-            "thread.vs_executor",
-            "2b thread isolation, success: breaker.do() / ThreadPoolExecutor(1).submit().result()",
-            res,
-            lambda r: r["breaker_do"] / r["executor"],
-            0.8,
-        ),
-    ]
+    progress(f"  {mode}: {workers} breaker worker(s) ran the calls")
+    show_times(f"thread {mode}", res)
+    return res
+
+
+def group_thread_single(sizes: Sizes, rng: random.Random, usable: Affinity | None) -> list[Row]:
+    """Row group 2: thread isolation, one caller: breaker.do() vs the raw hand-off floor and a 1-worker executor.
+
+    Measured twice in the run, whatever ``--no-pin`` says: pinned (the caller and every worker on one CPU), then
+    unpinned (all of ``usable``, the CPUs the process could use at start). The affinity the rest of the script runs
+    with is restored afterwards. Without ``sched_setaffinity`` the pinned rows are skipped, with a note.
+    """
+    targets = {"vs_floor": 1.15, "vs_executor": 0.8}
+    unpinned_targets = {"vs_floor": 1.3, "vs_executor": 0.8}
+    names = {
+        "vs_floor": "thread isolation, success: breaker.do() / raw hand-off floor (SimpleQueue + Lock)",
+        "vs_executor": "thread isolation, success: breaker.do() / ThreadPoolExecutor(1).submit().result()",
+    }
+    labels = {"vs_floor": "2a", "vs_executor": "2b"}
+    peers = {"vs_floor": "handoff_floor", "vs_executor": "executor"}
+    restore = current_affinity() if can_pin() else None
+    results: dict[ThreadMode, list[Round]] = {}
+    try:
+        if can_pin() and usable is not None:
+            results["pinned"] = thread_single_mode(sizes, rng, "pinned", frozenset({min(usable)}))
+            results["unpinned"] = thread_single_mode(sizes, rng, "unpinned", usable)
+        else:
+            progress("group 2 pinned: skipped, this platform cannot set a thread's CPU affinity")
+            results["unpinned"] = thread_single_mode(sizes, rng, "unpinned", None)
+    finally:
+        if restore is not None:
+            os.sched_setaffinity(0, restore)
+        breaker.flush()  # the mode's workers leave: the next group's start afresh from the restored affinity
+
+    def per_round(peer: str) -> Callable[[Round], float]:
+        return lambda r: r["breaker_do"] / r[peer]
+
+    modes: tuple[ThreadMode, ...] = ("pinned", "unpinned")
+    where_text = {"pinned": "every thread on one CPU", "unpinned": "all usable CPUs"}
+    rows: list[Row] = []
+    for key in ("vs_floor", "vs_executor"):
+        for mode in modes:
+            target = (targets if mode == "pinned" else unpinned_targets)[key]
+            name = f"{labels[key]} {mode} ({where_text[mode]}): {names[key]}"
+            res = results.get(mode)
+            if res is None:
+                rows.append(
+                    skipped_row(f"thread.{mode}.{key}", name, target, "os.sched_setaffinity is not available here")
+                )
+                continue
+            rows.append(ratio_row(f"thread.{mode}.{key}", name, res, per_round(peers[key]), target))
+    return rows
 
 
 def group_sleep_load(sizes: Sizes, rng: random.Random) -> list[Row]:
@@ -1017,10 +1159,13 @@ def render(env: Mapping[str, str], rows: Sequence[Row], seconds: float) -> str:
             f"{row.target or '-'} | {row.result_text()} |"
         )
     failed = [row.key for row in rows if row.passed is False]
+    skipped = [row.key for row in rows if row.skipped]
     lines.append("")
     lines.append(f"Targets met: {sum(1 for r in rows if r.passed)}/{sum(1 for r in rows if r.passed is not None)}")
     if failed:
         lines.append(f"Failed: {', '.join(failed)}")
+    if skipped:
+        lines.append(f"Skipped (not measured here, see the rows): {', '.join(skipped)}")
     return "\n".join(lines)
 
 
@@ -1032,21 +1177,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--no-pin",
         action="store_true",
-        help="do not pin the process to one CPU (thread hand-offs then vary with where the OS places threads)",
+        help="do not pin the process to one CPU (thread hand-offs then vary with where the OS places threads); "
+        "group 2 is measured both pinned and unpinned either way",
     )
     args = parser.parse_args(argv)
+    usable = current_affinity() if can_pin() else None  # before pinning: group 2's unpinned mode runs on all of them
     pinned = "no (--no-pin)" if args.no_pin else pin_to_one_cpu()
     sizes = QUICK if args.quick else FULL
     seed = args.seed if args.seed is not None else random.randrange(2**32)
     rng = random.Random(seed)
     env = environment(args)
     env["seed"] = str(seed)
-    env["pinned to one CPU"] = pinned
+    env["pinned to one CPU"] = f"{pinned}; group 2 is measured both ways, see the next line"
+    env["group 2 (thread isolation) CPUs"] = (
+        "pinned rows skipped (no sched_setaffinity here); unpinned rows where the OS places the threads"
+        if usable is None
+        else f"pinned rows: CPU {min(usable)} for every thread; unpinned rows: CPUs {sorted(usable)}"
+    )
     logging_off()
     started = perf_counter()
     rows: list[Row] = []
-    groups = (group_caller_single, group_observed, group_thread_single, group_sleep_load, group_trivial_load)
-    for group in (*groups, group_stampede):
+    groups: list[Callable[[Sizes, random.Random], list[Row]]] = [
+        group_caller_single,
+        group_observed,
+        lambda group_sizes, group_rng: group_thread_single(group_sizes, group_rng, usable),
+        group_sleep_load,
+        group_trivial_load,
+        group_stampede,
+    ]
+    for group in groups:
         rows += group(sizes, rng)
     reset_breaker()
     seconds = perf_counter() - started
@@ -1060,11 +1219,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 {
                     "key": row.key,
                     "name": row.name,
-                    "median": row.median,
+                    "median": None if row.skipped else row.median,
                     "spread": row.spread,
                     "rounds": row.rounds,
                     "target": row.target,
                     "pass": row.passed,
+                    "skipped": row.skipped or None,
                 }
                 for row in rows
             ],
@@ -1081,7 +1241,8 @@ def pin_to_one_cpu() -> str:
     On a shared 2-core machine a thread hand-off costs 13 us or 40 us depending on which cores the OS happened to
     give the two threads when they started, and that stays so for the threads' life: in one run the raw hand-off
     floor and `breaker.do()` compared anywhere from 0.3x to 3.4x. On one CPU every contender's threads are placed
-    alike, so the ratios compare code, not placement luck.
+    alike, so the ratios compare code, not placement luck. (Group 2 also measures the unpinned case on purpose, in
+    both modes whatever this does: see `group_thread_single`.)
     """
     if not hasattr(os, "sched_setaffinity"):
         return "no (not supported here)"
