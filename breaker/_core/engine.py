@@ -25,6 +25,7 @@ its lock, and ``free``, ``successes``, ``short_circuits``, ``fallback_successes`
 from __future__ import annotations
 
 import math
+import sys
 import threading
 from collections.abc import Callable
 from types import MappingProxyType
@@ -45,7 +46,7 @@ from .events import (
 from .health import TripRule, error_percentage
 from .inline import inline
 from .latency import BOTH, RUN, TOTAL, Latency
-from .lockfree import DONE, LOCK_FREE, NOT_DONE, TicketPool, try_count_fallback, try_enter, try_succeed
+from .lockfree import DONE, LOCK_FREE, NOT_DONE, TicketPool, try_count_fallback, try_enter, try_fail, try_succeed
 from .machine import StateMachine, Transition
 from .notify import TransitionQueue
 from .outcome import UNDECIDED, Admission
@@ -83,6 +84,8 @@ class Engine:
         "circuit",
         "clock",
         "collectors",
+        "failure_limit",
+        "failures",
         "fallback_failures",
         "fallback_successes",
         "fleet",
@@ -96,6 +99,7 @@ class Engine:
         "open_until",
         "pool",
         "rule",
+        "run_durations",
         "runs_elsewhere",
         "runs_inline",
         "runs_inline_async",
@@ -136,10 +140,12 @@ class Engine:
         self.free = self.tickets.free
         tallies = self.window.counts.tallies
         self.successes = tallies[SUCCESS]
+        self.failures = tallies[FAILURE]
         self.short_circuits = tallies[SHORT_CIRCUIT]
         self.fallback_successes = tallies[FALLBACK_SUCCESS]
         self.fallback_failures = tallies[FALLBACK_FAILURE]
         self.both_durations = self.latency.both
+        self.run_durations = self.latency.run
         self.total_durations = self.latency.total
         #: Set by the registry: the users' view of this engine, whether it is the one its name resolves to, and the
         #: threads the drivers may hand work to (thread isolation; the async driver's waits for this lock).
@@ -150,6 +156,7 @@ class Engine:
         self.collectors: tuple[Collector, ...] = ()
         self._apply(settings)
         self.settle_successes = False  # a new circuit has nothing to settle: no error, no ticket owed
+        self.failure_limit = -1  # until health is first evaluated, every failure evaluates it
         #: Lock-free counting stops at the first bucket's end of either window; without `LOCK_FREE`, never starts.
         self.window_end = min(self.window.end, self.latency.end) if LOCK_FREE else -math.inf
 
@@ -215,7 +222,7 @@ class Engine:
                 self.latency = self.latency.reshaped(settings.latency_window, settings.latency_buckets, now)
             self._apply(settings)
             self.window_end = min(self.window.end, self.latency.end) if LOCK_FREE else -math.inf
-            self.settle_successes = True  # new thresholds: the next success evaluates health (none trips here)
+            self._rearm()  # new thresholds: the next outcome evaluates health (none trips here)
             after = self.machine.visible
             if after is not before:
                 self.transitions.push(before, after)
@@ -331,15 +338,31 @@ class Engine:
         self.transitions.deliver()
         return admission
 
+    @inline
+    def fail(self, admission: Admission, now: float, seconds: float, kind: int) -> None:
+        """An admitted run failed after ``seconds``: count the failure and its duration in histogram ``kind``
+        (`BOTH` if no fallback runs, `RUN` if one does), give back the ticket, and evaluate health unless the
+        failure provably cannot trip the circuit. Lock-free in the usual case."""
+        stage = try_fail(self, admission, now, seconds, self.both_durations if kind == BOTH else self.run_durations)
+        if stage != DONE:
+            self.settle(stage, FAILURE, admission, now, seconds, kind)
+
     def settle_success(self, stage: int, admission: Admission, now: float, seconds: float, block: bool = True) -> bool:
-        """Under the lock, what `try_succeed` left: all of the success (``stage`` `NOT_DONE`), or paying a ticket
-        owed and evaluating health after it (`SETTLE`). False: ``block`` is False and the lock is held."""
+        """`settle` for a success, counted as the run's and the call's duration."""
+        return self.settle(stage, SUCCESS, admission, now, seconds, BOTH, block)
+
+    def settle(
+        self, stage: int, event: int, admission: Admission, now: float, seconds: float, kind: int, block: bool = True
+    ) -> bool:
+        """Under the lock, what a lock-free step (`try_succeed`, `try_fail`) left: all of the outcome (``stage``
+        `NOT_DONE`), or settling tickets owed and evaluating health after it (`SETTLE`). False: ``block`` is False
+        and the lock is held (nothing was done)."""
         if not self.lock.acquire(block):
             return False
         try:
             if stage == NOT_DONE:
-                self._report(self._finish(SUCCESS, admission, now))
-                self.latency.count(BOTH, seconds)
+                self._report(self._finish(event, admission, now))
+                self.latency.count(kind, seconds)
             else:
                 self.tickets.settle()
                 self._report(self._evaluate(now))
@@ -446,7 +469,7 @@ class Engine:
             transition, closed = machine.end_probe(event, now)
             if closed:
                 self.window.clear()
-                self.settle_successes = False
+                self._rearm()
             self._publish()
             return transition
         return None if event == CANCELLED else self._evaluate(now)
@@ -463,20 +486,29 @@ class Engine:
         owed = self.tickets.owed > 0  # tickets owed keep ``settle_successes`` True too (see `_publish`)
         if not self.machine.may_trip():
             self.settle_successes = owed
+            self.failure_limit = sys.maxsize  # nothing trips now; whatever lets it trip again lowers it (`_rearm`)
             return None
-        # A4 (`breaker._core.lockfree.try_succeed`): ``settle_successes`` is set before the success counter is read,
-        # so a success counted after that read sees it set, and comes back here.
+        # A4 (`breaker._core.lockfree.try_succeed`, `try_fail`): the flag set and the limit lowered before the
+        # counters are read, so an outcome counted after a read sees them, and comes back here.
         self.settle_successes = True
+        self.failure_limit = -1
         window = self.window
         errors = window.errors()
         trip, watch = self.rule.assess(errors, window.successes)
         self.settle_successes = watch or owed
+        allowance = self.rule.budget - errors  # errors that can still come without any chance of a trip
+        self.failure_limit = self.failures.mark + allowance if allowance > 0 else -1
         if not trip:
             return None
         self.trip_figures = (errors, errors + window.successes())
         transition = self.machine.open(now)
         self._publish()
         return transition
+
+    def _rearm(self) -> None:
+        """Health may trip the circuit again, or by new rules: the next success and failure evaluate it."""
+        self.settle_successes = True
+        self.failure_limit = -1
 
     def _report(self, transition: Transition) -> None:
         if transition is not None:
@@ -503,7 +535,7 @@ class Engine:
             machine.led = led
             machine.held = held
             if not led:
-                self.settle_successes = True  # local health decides again: the next success evaluates it
+                self._rearm()  # local health decides again: the next outcome evaluates it
             self._publish()
 
     def fleet_open(self, opened_at: float) -> None:
@@ -520,5 +552,6 @@ class Engine:
                 return
             self._report(self.machine.close())
             self.window.clear()
+            self._rearm()
             self._publish()
         self.transitions.deliver()

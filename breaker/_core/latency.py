@@ -14,7 +14,8 @@ Three histograms, so that the common case counts once:
 - ``total``: the whole duration of those calls, fallback included.
 
 Execution latency is ``both + run``; total latency is ``both + total``. Calls that never ran (short-circuited or
-rejected) have no latency. Every method runs under the engine's lock; the hot path counts in ``both`` lock-free.
+rejected) have no latency. Every method runs under the engine's lock; the hot paths count in the three histograms
+lock-free (`breaker._core.lockfree.count_duration`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Final
 
-from .buckets import BOUNDS, duration_bucket, lower, upper
+from .buckets import BOUNDS, lower, upper
 from .lockfree import Histogram as Counters
 from .lockfree import count_duration
 from .rolling import BucketRing
@@ -148,10 +149,10 @@ class Latency:
     __slots__ = ("_ring", "both", "run", "total")
 
     def __init__(self, window: float, buckets: int, now: float) -> None:
+        # Counted lock-free by the hot paths (or under the engine's lock), on counters never replaced.
         self.both: Counters = {}
-        self.total: Counters = {}  # counted lock-free too, after a fallback
-        # Counted under the engine's lock only: plain counts (made on first use: most calls count in ``both``).
-        self.run: dict[int, int] | None = None
+        self.run: Counters = {}
+        self.total: Counters = {}
         self._ring = BucketRing(window, buckets, now, 3 * SLOTS)
 
     def __repr__(self) -> str:
@@ -164,21 +165,15 @@ class Latency:
 
     def count(self, kind: int, seconds: float) -> None:
         """Count one duration of ``seconds`` in histogram ``kind`` (`BOTH`, `RUN` or `TOTAL`)."""
-        if kind == RUN:
-            run = self.run = {} if self.run is None else self.run
-            bucket = duration_bucket(seconds)
-            run[bucket] = run.get(bucket, 0) + 1
-        else:
-            count_duration(self.both if kind == BOTH else self.total, seconds)
+        count_duration((self.both, self.run, self.total)[kind], seconds)
 
     def _read(self) -> dict[int, int]:
         """Every histogram's counts, by slot (the slots that are not zero)."""
-        counts = {bucket: tally.read() for bucket, tally in list(self.both.items())}  # a copy first (see `count`)
-        for bucket, tally in list(self.total.items()):  # (as above)
-            counts[TOTAL * SLOTS + bucket] = tally.read()
-        if self.run:
-            for bucket, n in self.run.items():
-                counts[RUN * SLOTS + bucket] = n
+        counts: dict[int, int] = {}
+        for kind, histogram in enumerate((self.both, self.run, self.total)):
+            offset = kind * SLOTS
+            for bucket, tally in list(histogram.items()):  # a copy first: a counter may be added meanwhile
+                counts[offset + bucket] = tally.read()
         return counts
 
     def advance(self, now: float) -> None:

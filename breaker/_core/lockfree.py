@@ -57,9 +57,11 @@ __all__ = [
     "Histogram",
     "Tally",
     "TicketPool",
+    "claim",
     "count_duration",
     "try_count_fallback",
     "try_enter",
+    "try_fail",
     "try_succeed",
 ]
 
@@ -84,17 +86,20 @@ class Tally(itertools.count):  # type: ignore[type-arg]
     Never reset: windows are differences of reads (see the module docstring).
     """
 
-    __slots__ = ("_reads",)
+    __slots__ = ("_reads", "mark")
 
     def __init__(self) -> None:
         self._reads = 0
+        #: What ``next()`` returned to the last `read` (itself): every ``next()`` after it returns more.
+        self.mark = -1
 
     def __repr__(self) -> str:
         return f"<Tally {self.peek()}>"
 
     def read(self) -> int:
         """The events counted so far. Call under the owner's lock (a read is itself one ``next()``, accounted)."""
-        value: int = next(self) - self._reads
+        self.mark = raw = next(self)
+        value: int = raw - self._reads
         self._reads += 1
         return value
 
@@ -252,6 +257,31 @@ def try_succeed(core: Engine, admission: Admission, now: float, seconds: float) 
     return result
 
 
+@inline
+def try_fail(core: Engine, admission: Admission, now: float, seconds: float, histogram: Histogram) -> int:
+    """Count an ordinary call's failure, record its run's duration in ``histogram`` (``both_durations`` when no
+    fallback follows, ``run_durations`` when one does) and return its ticket, without the lock.
+
+    A failure can trip the circuit, so it is left to the lock unless it provably cannot: the engine publishes
+    ``failure_limit``, the highest value the failure counter's ``next()`` may return while the window's errors stay
+    within the trip rule's budget (the most errors that cannot trip it, however few the requests). Returns `DONE`,
+    `SETTLE` (done, but the lock must now evaluate health or settle tickets owed), or `NOT_DONE` (as
+    `try_succeed`).
+    """
+    result = NOT_DONE
+    if admission is ADMITTED and now < core.window_end:  # A3 (minus infinity unless LOCK_FREE)
+        counted = next(core.failures)  # A2, on a counter never replaced
+        count_duration(histogram, seconds)
+        core.free.append(1)  # A1
+        # A4: the reads below follow the writes above. The lock lowers ``failure_limit`` below any count before it
+        # reads the failure counter to evaluate health (`Engine._evaluate`), then sets it from that read: either it
+        # counted this failure, or this sees a limit that makes it evaluate health again. Each evaluation's read
+        # also moves the counter on by one, so an error counted under the lock (a timeout, a rejection) uses up
+        # a unit of the limit too.
+        result = SETTLE if counted > core.failure_limit or core.settle_successes else DONE
+    return result
+
+
 def try_count_fallback(core: Engine, event: int, now: float, total: float | None) -> bool:
     """Count a fallback's outcome (``event``) and, if the call ran, its whole duration ``total``, without the
     lock. False: `LOCK_FREE` is off or the window must turn over first; the engine counts it under its lock."""
@@ -261,3 +291,16 @@ def try_count_fallback(core: Engine, event: int, now: float, total: float | None
             count_duration(core.total_durations, total)  # A3, then A2
         return True
     return False
+
+
+@inline
+def claim(once: list[None]) -> bool:
+    """Whether this caller is the first to claim ``once`` (a list made as ``[None]``): True for one caller only,
+    whichever of several threads racing. A1, and documented for free-threaded builds as well, where each list
+    operation takes the list's own lock: this step is sound in either mode."""
+    first = True
+    try:
+        once.pop()  # A1
+    except IndexError:
+        first = False
+    return first

@@ -205,8 +205,9 @@ class BucketRing:
 class EventCounts:
     """How many of each event since the circuit was created: exact and never reset.
 
-    The events the hot paths count lock-free (success, short-circuit, and the fallbacks' outcomes) are counted on
-    `Tally` counters; the others, which change health and are counted under the engine's lock, as plain ints.
+    The events the hot paths count lock-free (success, failure, short-circuit, and the fallbacks' outcomes) are
+    counted on `Tally` counters; the others (timeout, rejected, bad request, cancelled), always counted under the
+    engine's lock, as plain ints.
 
     Attributes:
         tallies: The lock-free events' counters, by slot (``next()`` counts one); never replaced.
@@ -215,7 +216,7 @@ class EventCounts:
     __slots__ = ("_locked", "tallies")
 
     #: The events counted on tallies.
-    LOCK_FREE: Final = (SUCCESS, SHORT_CIRCUIT, FALLBACK_SUCCESS, FALLBACK_FAILURE)
+    LOCK_FREE: Final = (SUCCESS, FAILURE, SHORT_CIRCUIT, FALLBACK_SUCCESS, FALLBACK_FAILURE)
 
     def __init__(self) -> None:
         self.tallies: dict[int, Tally] = {slot: Tally() for slot in self.LOCK_FREE}
@@ -285,9 +286,12 @@ class RollingWindow:
         return [counts.get(slot, 0) for slot in range(N_EVENTS)]
 
     def errors(self) -> int:
-        """failure + timeout + rejected over the current window."""
+        """failure + timeout + rejected over the current window (reads the failure counter: see `Tally.mark`)."""
         ring, counts = self._ring, self.counts
-        return sum(ring.current(slot, counts.locked(slot)) for slot in (FAILURE, TIMEOUT, REJECTED))
+        failures = ring.current(FAILURE, counts.tallies[FAILURE].read())
+        return (
+            failures + ring.current(TIMEOUT, counts.locked(TIMEOUT)) + ring.current(REJECTED, counts.locked(REJECTED))
+        )
 
     def successes(self) -> int:
         """Successes over the current window."""

@@ -31,7 +31,7 @@ from breaker._core.errors import FallbackError
 from breaker._core.events import BAD_REQUEST, CANCELLED, FAILURE, FALLBACK_FAILURE, FALLBACK_SUCCESS, TIMEOUT
 from breaker._core.inline import inline
 from breaker._core.latency import BOTH, RUN
-from breaker._core.lockfree import DONE, try_succeed
+from breaker._core.lockfree import DONE, try_fail, try_succeed
 from breaker._core.outcome import ADMITTED, Admission, in_time, raised_event, refusal
 
 from .answer import Args, Kwargs, timeout_error
@@ -197,14 +197,19 @@ async def call_async(
         seconds = end - start
         expired = deadline is not None and deadline.expired()
         event = raised_event(error, seconds, timeout, core.ignored, expired)
-        if fallback is None or event == BAD_REQUEST or not isinstance(error, Exception):
-            if not core.finish(event, admission, end, seconds, BOTH, block=False):
-                await settle(core, core.finish, event, admission, end, seconds, BOTH)
+        answered = fallback is None or event == BAD_REQUEST or not isinstance(error, Exception)  # no fallback runs
+        kind = BOTH if answered else RUN
+        if event == FAILURE:
+            stage = try_fail(core, admission, end, seconds, core.both_durations if answered else core.run_durations)
+            if stage != DONE and not core.settle(stage, event, admission, end, seconds, kind, block=False):
+                await settle(core, core.settle, stage, event, admission, end, seconds, kind)
+        elif not core.finish(event, admission, end, seconds, kind, block=False):
+            await settle(core, core.finish, event, admission, end, seconds, kind)
+        if answered:
             if event == TIMEOUT:
                 raise timeout_error(core, None if expired else error)  # noqa: B904 - the cause is set
-            raise  # the run's own exception, unchanged: no fallback runs
-        if not core.finish(event, admission, end, seconds, RUN, block=False):
-            await settle(core, core.finish, event, admission, end, seconds, RUN)
+            raise  # the run's own exception, unchanged
+        assert fallback is not None  # else the call was answered above
         failure = error if event == FAILURE else timeout_error(core, None if expired else error)
         return await fall_back_async(core, failure, args, kwargs, fallback, start)
     end = clock()

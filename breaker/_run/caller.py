@@ -14,7 +14,7 @@ from typing import TypeVar
 from breaker._core.engine import Engine
 from breaker._core.events import BAD_REQUEST, FAILURE, TIMEOUT
 from breaker._core.inline import inline
-from breaker._core.latency import RUN
+from breaker._core.latency import BOTH, RUN
 from breaker._core.outcome import ADMITTED, in_time, raised_event, refusal
 
 from .answer import Args, Fallback, Kwargs, fall_back, timeout_error
@@ -40,12 +40,16 @@ def call(core: Engine, fn: Callable[..., T], args: Args, kwargs: Kwargs, fallbac
         end = clock()
         seconds = end - start
         event = raised_event(error, seconds, core.timeout, core.ignored, False)
-        if fallback is None or event == BAD_REQUEST or not isinstance(error, Exception):
-            core.finish(event, admission, end, seconds)
+        answered = fallback is None or event == BAD_REQUEST or not isinstance(error, Exception)  # no fallback runs
+        if event == FAILURE:
+            core.fail(admission, end, seconds, BOTH if answered else RUN)
+        else:
+            core.finish(event, admission, end, seconds, BOTH if answered else RUN)
+        if answered:
             if event == TIMEOUT:
                 raise timeout_error(core, error)  # noqa: B904 - its cause is set: the run's own error
-            raise  # the run's own exception, unchanged: no fallback runs
-        core.finish(event, admission, end, seconds, RUN)
+            raise  # the run's own exception, unchanged
+        assert fallback is not None  # else the call was answered above
         return fall_back(core, error if event == FAILURE else timeout_error(core, error), args, kwargs, fallback, start)
     end = clock()
     seconds = end - start

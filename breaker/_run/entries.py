@@ -68,8 +68,10 @@ def do(name: str, run: Callable[[], T], fallback: Callable[[Exception], T] | Non
     core = registry.engines.get(name) if name.__class__ is str else None
     if core is None:
         core = registry.engine(name)
-    if core.runs_elsewhere:
-        return run_elsewhere(registry, core, run, (), EMPTY, fallback)
+    if core.runs_elsewhere:  # thread isolation, or collectors to report to
+        if core.collectors:
+            return observed(registry, core, run, (), EMPTY, fallback)
+        return call_in_thread(registry.pool, core, run, (), {}, fallback)
     return call(core, run, (), {}, fallback)
 
 
@@ -83,21 +85,22 @@ def sync_wrapper(name: str, fn: Callable[P, T], fallback: Fallback[T] | None) ->
         if not core.runs_inline:  # stale (flushed, or from another registry), or a call that detours
             if not core.live:
                 core = _registry.current.engine(name)
-            if core.runs_elsewhere:
-                result: T = run_elsewhere(_registry.current, core, fn, args, kwargs, fallback)
-                return result
+            if core.runs_elsewhere:  # thread isolation, or collectors to report to
+                registry = _registry.current
+                if core.collectors:
+                    result: T = observed(registry, core, fn, args, kwargs, fallback)
+                    return result
+                return call_in_thread(registry.pool, core, fn, args, kwargs, fallback)
         engine = core  # a local from here on: cheaper to read than the closure's cell
         return call(engine, fn, args, kwargs, fallback)
 
     return wrapper
 
 
-def run_elsewhere(
+def observed(
     registry: Registry, core: Engine, fn: Callable[..., T], args: Args, kwargs: Kwargs, fallback: Fallback[T] | None
 ) -> T:
-    """A sync call off the inline path: thread isolation, or collectors to report it to."""
-    if not core.collectors:
-        return call_in_thread(registry.pool, core, fn, args, kwargs, fallback)
+    """A sync call with collectors to report it to (see `breaker._run.observe`), in either isolation."""
     watch = Watch(core)
     raised: BaseException | None = None
     try:

@@ -3,7 +3,7 @@
 `call_in_thread` (for `breaker.do` and decorated functions) waits for the run on the caller's thread, at most the
 timeout; `start_in_thread` (for `breaker.go`) returns a future, which the worker resolves, or the timer when the
 timeout comes first. Either way exactly one side settles the call's outcome: whichever claims the `Attempt`
-first (`Attempt.claim`: a lock taken without waiting and never released, so only one taker ever gets it). The
+first (`breaker._core.lockfree.claim` on the attempt's ``once``: only one taker ever gets it). The
 other side only does its own bookkeeping: a run that lost to its timeout gives its ticket back when it really
 returns (`Engine.finish_abandoned`), so that ``max_concurrent_requests`` bounds the threads a hung dependency can
 hold. The outcome is counted and the ticket is back before the caller is woken or the future resolved. Here the
@@ -26,8 +26,10 @@ from typing import Any, Generic, TypeVar
 
 from breaker._core.engine import Engine
 from breaker._core.events import FAILURE, SUCCESS
+from breaker._core.inline import inline
 from breaker._core.latency import BOTH, RUN
-from breaker._core.outcome import Admission, raised_event, refusal
+from breaker._core.lockfree import claim
+from breaker._core.outcome import ADMITTED, Admission, raised_event, refusal
 
 from .answer import Args, Fallback, Kwargs, fall_back, timeout_error
 from .workers import Timer, WorkerPool
@@ -43,7 +45,6 @@ class Attempt(Generic[T]):  # Generic costs nothing per instance: it defines no 
     """One run handed to a worker, and its outcome once settled."""
 
     __slots__ = (
-        "_claim",
         "admission",
         "args",
         "core",
@@ -53,6 +54,7 @@ class Attempt(Generic[T]):  # Generic costs nothing per instance: it defines no 
         "falls_back",
         "fn",
         "kwargs",
+        "once",
         "ran",
         "value",
     )
@@ -74,14 +76,11 @@ class Attempt(Generic[T]):  # Generic costs nothing per instance: it defines no 
         self.admission = admission
         self.falls_back = falls_back
         self.error: BaseException | None = None
-        self._claim = threading.Lock()
+        #: Claimed by whichever of the run and its timeout settles the outcome first (`lockfree.claim`).
+        self.once = [None]
         # Gets one item once the outcome is settled; the waiting caller blocks on it. A queue, not a Lock: a
         # Lock.acquire with a timeout wakes about 20 us later than SimpleQueue.get with one (measured here).
         self.done: queue.SimpleQueue[None] = queue.SimpleQueue()
-
-    def claim(self) -> bool:
-        """Whether this side settles the outcome: True for the first caller only (the run's side or the timeout's)."""
-        return self._claim.acquire(blocking=False)
 
     def __call__(self) -> Callable[[None], object] | None:
         """Run on the worker; returns how to wake the caller if the run settled the outcome, else None."""
@@ -99,11 +98,16 @@ class Attempt(Generic[T]):  # Generic costs nothing per instance: it defines no 
             event = SUCCESS
         self.event = event
         self.ran = seconds = end - begin
-        if not self.claim():  # the timeout settled it first: the run was abandoned, and now it is over
+        if not claim(self.once):  # the timeout settled it first: the run was abandoned, and now it is over
             self.error = None  # its late outcome is discarded
             core.finish_abandoned(seconds)
             return None
-        if not self.COUNTS_CALL or (event == FAILURE and self.falls_back and isinstance(self.error, Exception)):
+        counts_run = not self.COUNTS_CALL or (
+            event == FAILURE and self.falls_back and isinstance(self.error, Exception)
+        )
+        if event == FAILURE:
+            core.fail(self.admission, end, seconds, RUN if counts_run else BOTH)
+        elif counts_run:
             core.finish(event, self.admission, end, seconds, RUN)
         elif event == SUCCESS:
             core.succeed(self.admission, end, seconds)
@@ -111,6 +115,7 @@ class Attempt(Generic[T]):  # Generic costs nothing per instance: it defines no 
             core.finish(event, self.admission, end, seconds, BOTH)
         return self.done.put
 
+    @inline
     def answer(self, args: Args, kwargs: Kwargs, fallback: Fallback[T] | None) -> T:
         """The call's answer, once the run settled the outcome."""
         error = self.error
@@ -126,12 +131,13 @@ class Attempt(Generic[T]):  # Generic costs nothing per instance: it defines no 
             del error  # no frame -> traceback -> error cycle
 
 
+@inline
 def call_in_thread(
     pool: WorkerPool, core: Engine, fn: Callable[..., T], args: Args, kwargs: Kwargs, fallback: Fallback[T] | None
 ) -> T:
     """Run ``fn(*args, **kwargs)`` on a worker and wait for it at most the timeout."""
     admission = core.enter(core.clock())
-    if admission.refused:
+    if admission is not ADMITTED and admission.refused:
         if fallback is None:
             raise refusal(core, admission)
         return fall_back(core, refusal(core, admission), args, kwargs, fallback, None)
@@ -146,7 +152,7 @@ def call_in_thread(
         attempt.done.get(True, timeout if timeout <= _TIMEOUT_MAX else None)
     except queue.Empty:
         timed_out = core.clock()
-        if attempt.claim():  # the timeout settles it; the run goes on, holding its ticket
+        if claim(attempt.once):  # the timeout settles it; the run goes on, holding its ticket
             core.time_out(admission, timed_out, None if fallback is not None else timeout)
             error = timeout_error(core, None)
             if fallback is None:
@@ -190,7 +196,7 @@ class FutureAttempt(Attempt[T]):
 
     def expire(self) -> None:
         """On the timer thread: the timeout came."""
-        if not self.claim():
+        if not claim(self.once):
             return
         self.core.time_out(self.admission, self.core.clock(), None)
         if self.fallback is None:  # nothing to run: resolve here (the future's callbacks run here, as usual)

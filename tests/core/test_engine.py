@@ -34,7 +34,7 @@ from breaker._core.events import (
 )
 from breaker._core.health import error_budget
 from breaker._core.latency import RUN
-from breaker._core.lockfree import DONE, LOCK_FREE, NOT_DONE, try_enter, try_succeed
+from breaker._core.lockfree import DONE, LOCK_FREE, NOT_DONE, claim, try_enter, try_succeed
 from breaker._core.outcome import ADMITTED, REJECTED_CALL, SHORT_CIRCUITED, UNDECIDED, Admission, Probe
 from breaker._core.settings import BUILTIN, Settings
 from breaker._core.statistics import CircuitStatistics
@@ -608,7 +608,7 @@ def test_finish_before_time_out_decides_and_time_out_is_a_no_op() -> None:
     engine, circuit, clock, _ = make(max_concurrent_requests=1)
     attempt, _ = race(engine, clock)
     assert attempt() is not None  # the run settled it: the caller is to be woken
-    assert not attempt.claim()  # the timeout fires afterwards: it lost, and the driver does nothing
+    assert not claim(attempt.once)  # the timeout fires afterwards: it lost, and the driver does nothing
     stats = circuit.statistics()
     assert (stats.active, stats.abandoned, stats.counts["success"], stats.counts["timeout"]) == (0, 0, 1, 0)
     assert attempt.answer((), {}, None) == "value"
@@ -618,9 +618,9 @@ def test_time_out_before_finish_decides_once() -> None:
     """A timeout firing first decides the outcome, once; the run returning afterwards just gives its ticket back."""
     engine, circuit, clock, _ = make(max_concurrent_requests=1, request_volume_threshold=100)
     attempt, admission = race(engine, clock)
-    assert attempt.claim()  # the timeout wins
+    assert claim(attempt.once)  # the timeout wins
     engine.time_out(admission, clock(), 1.0)
-    assert not attempt.claim()  # decided once
+    assert not claim(attempt.once)  # decided once
     stats = circuit.statistics()
     assert (stats.active, stats.abandoned, stats.counts["timeout"]) == (1, 1, 1)
     assert attempt() is None  # the run returns: it was abandoned, nobody is woken
