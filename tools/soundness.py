@@ -1,8 +1,9 @@
 """Run the concurrency tests many times in a row, under the harshest thread switching, and report each run.
 
-Every run sets ``sys.setswitchinterval(1e-6)`` (CPython switches threads every microsecond instead of every 5 ms)
-and starts a thread that spins on the CPU beside the callers, then runs the stress tests (slow ones included),
-the forced interleavings, the cancellation tests and the cumulative-count tests. A count or a ticket lost under
+Every test of every run runs under ``sys.setswitchinterval(1e-6)`` (CPython switches threads every microsecond
+instead of every 5 ms) with a thread spinning on the CPU beside the test's own (tests/conftest.py does both when
+``BREAKER_SWITCH_INTERVAL`` and ``BREAKER_CPU_HOG`` are set): the stress tests (slow ones included), the forced
+interleavings, the cancellation tests and the concurrent cumulative-count tests. A count or a ticket lost under
 any schedule these produce fails a run; so does a deadlock (every wait is bounded).
 
 Usage (from the repository root, after ``bash .ci/run`` made the venv)::

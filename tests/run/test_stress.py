@@ -96,28 +96,15 @@ class FallbackBoom(Exception):
 
 @pytest.fixture(autouse=True)
 def fine_switching() -> Iterator[None]:
-    """Switch threads every `SWITCH_INTERVAL` seconds during the test (``BREAKER_SWITCH_INTERVAL`` overrides it),
-    so that callers interleave finely; with ``BREAKER_CPU_HOG=1``, a thread spinning on the CPU beside them too
-    (``tools/soundness.py`` sets both)."""
+    """Switch threads every `SWITCH_INTERVAL` seconds during the test, so that callers interleave finely (unless
+    ``tools/soundness.py`` set a finer interval for the whole run: see tests/conftest.py)."""
+    if os.environ.get("BREAKER_SWITCH_INTERVAL"):
+        yield
+        return
     before = sys.getswitchinterval()
-    sys.setswitchinterval(float(os.environ.get("BREAKER_SWITCH_INTERVAL", SWITCH_INTERVAL)))
-    stop = threading.Event()
-    hog = threading.Thread(target=spin, args=(stop,), name="cpu-hog", daemon=True)
-    if os.environ.get("BREAKER_CPU_HOG", "") not in ("", "0"):
-        hog.start()
+    sys.setswitchinterval(SWITCH_INTERVAL)
     yield
-    stop.set()
-    if hog.ident is not None:
-        hog.join(WAIT)
     sys.setswitchinterval(before)
-
-
-def spin(stop: threading.Event) -> None:
-    """Burn CPU, competing with the callers for the interpreter, until ``stop`` is set."""
-    n = 0
-    while not stop.is_set():
-        for _ in range(1000):
-            n += 1
 
 
 # -- configuration ----------------------------------------------------------------------------------------------------
