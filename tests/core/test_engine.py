@@ -34,11 +34,10 @@ from breaker._core.events import (
 )
 from breaker._core.health import error_budget
 from breaker._core.latency import RUN
-from breaker._core.lockfree import DONE, LOCK_FREE, NOT_DONE, claim, try_enter, try_succeed
+from breaker._core.lockfree import DONE, LOCK_FREE, NOT_DONE, try_enter, try_succeed
 from breaker._core.outcome import ADMITTED, REJECTED_CALL, SHORT_CIRCUITED, UNDECIDED, Admission, Probe
 from breaker._core.settings import BUILTIN, Settings
 from breaker._core.statistics import CircuitStatistics
-from breaker._run.threaded import Attempt
 from breaker.testing import FakeClock
 
 Transition = tuple[State, State]
@@ -587,45 +586,6 @@ def test_timed_out_run_keeps_its_ticket_until_it_finishes() -> None:
     assert (stats.active, stats.abandoned) == (0, 0)
     assert (stats.counts["timeout"], stats.counts["success"], stats.counts["rejected"]) == (1, 0, 1)
     assert (stats.latency_total.count, stats.latency_execute.count) == (1, 1)
-    assert admit(engine, clock) is ADMITTED
-
-
-def race(engine: Engine, clock: FakeClock) -> tuple[Attempt[str], Admission]:
-    """A run admitted and handed to the thread driver's `Attempt`, which the test then runs on its own thread: the
-    run, when called, takes 0.5 s on the clock and returns."""
-
-    def run() -> str:
-        clock.advance(0.5)
-        return "value"
-
-    admission = admit(engine, clock)
-    assert admission is ADMITTED
-    return Attempt(engine, run, (), {}, admission, False), admission
-
-
-def test_finish_before_time_out_decides_and_time_out_is_a_no_op() -> None:
-    """A run that finished first decides the outcome; the timeout firing afterwards loses the claim, counts nothing."""
-    engine, circuit, clock, _ = make(max_concurrent_requests=1)
-    attempt, _ = race(engine, clock)
-    assert attempt() is not None  # the run settled it: the caller is to be woken
-    assert not claim(attempt.once)  # the timeout fires afterwards: it lost, and the driver does nothing
-    stats = circuit.statistics()
-    assert (stats.active, stats.abandoned, stats.counts["success"], stats.counts["timeout"]) == (0, 0, 1, 0)
-    assert attempt.answer((), {}, None) == "value"
-
-
-def test_time_out_before_finish_decides_once() -> None:
-    """A timeout firing first decides the outcome, once; the run returning afterwards just gives its ticket back."""
-    engine, circuit, clock, _ = make(max_concurrent_requests=1, request_volume_threshold=100)
-    attempt, admission = race(engine, clock)
-    assert claim(attempt.once)  # the timeout wins
-    engine.time_out(admission, clock(), 1.0)
-    assert not claim(attempt.once)  # decided once
-    stats = circuit.statistics()
-    assert (stats.active, stats.abandoned, stats.counts["timeout"]) == (1, 1, 1)
-    assert attempt() is None  # the run returns: it was abandoned, nobody is woken
-    stats = circuit.statistics()
-    assert (stats.active, stats.abandoned, stats.counts["timeout"], stats.counts["success"]) == (0, 0, 1, 0)
     assert admit(engine, clock) is ADMITTED
 
 
