@@ -41,7 +41,7 @@ PACKAGE = "breaker"
 OUTPUT = ROOT / "breaker" / "_run" / "_generated.py"
 OUTPUT_MODULE = "breaker._run._generated"
 #: The module whose functions are emitted, and which of them.
-ENTRIES = ("breaker._run.entries", ("do", "sync_wrapper", "do_async", "async_wrapper"))
+ENTRIES = ("breaker._run.entries", ("do", "sync_wrapper", "do_async", "async_wrapper", "work_in_thread"))
 #: The modules whose `@inline` functions may be copied.
 SOURCES = (
     "breaker._core.buckets",
@@ -625,7 +625,8 @@ def generate(
         raise GenerateError(f"{entries_module} has no {sorted(missing)}")
     constants = {name for name, (module, _) in inliner.imports.items() if module and name.isupper()}
     emitted = [SettledTests(constants).visit(node) for node in emitted]
-    used = free_names(emitted, set()) - BUILTINS  # what the output reads: only those are imported
+    # What the output reads: only those are imported. An emitted function's name means the emitted copy.
+    used = free_names(emitted, set()) - BUILTINS - set(functions)
     origins = {name: inliner.imports[name] for name in used}
     variables = sorted(source for module, source in origins.values() if module == TYPE_VARIABLE)
     for text in variables:

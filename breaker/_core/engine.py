@@ -29,7 +29,7 @@ import sys
 import threading
 from collections.abc import Callable
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Literal, Protocol, overload
+from typing import TYPE_CHECKING, Literal, Protocol, TypeVar, overload
 
 from .events import (
     CANCELLED,
@@ -63,13 +63,15 @@ __all__ = ["NO_LATENCY", "Engine"]
 #: `Engine.finish`'s ``kind`` for an outcome with no duration to record (a cancelled call).
 NO_LATENCY = -1
 
+A = TypeVar("A")
+
 Emit = Callable[["Circuit", State, State], None]
 
 
 class Pool(Protocol):
     """Runs a function on a thread of its own (`breaker._run.workers.WorkerPool`); the engine only holds it."""
 
-    def submit(self, task: Callable[[], Callable[[None], object] | None]) -> None: ...
+    def submit(self, work: Callable[[A], Callable[[None], object] | None], subject: A) -> None: ...
 
 
 class Engine:

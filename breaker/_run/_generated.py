@@ -14,12 +14,13 @@ import asyncio
 import contextlib
 import functools
 import inspect
+import math
 import queue
 from breaker import _registry
 from breaker._core.buckets import BOUNDS, EDGE, FINE, FINE_SCALE, bucket_of
 from breaker._core.engine import NO_LATENCY
 from breaker._core.errors import CircuitOpenError, MaxConcurrencyError
-from breaker._core.events import BAD_REQUEST, CANCELLED, FAILURE, TIMEOUT
+from breaker._core.events import BAD_REQUEST, CANCELLED, FAILURE, SUCCESS, TIMEOUT
 from breaker._core.latency import BOTH, RUN
 from breaker._core.lockfree import DONE, NOT_DONE, SETTLE, Tally, claim
 from breaker._core.outcome import ADMITTED, Admission, SHORT_CIRCUITED, UNDECIDED
@@ -28,11 +29,12 @@ from breaker._run.aio import COROUTINE, INFINITY, NotAwaitable, admission_for, d
 from breaker._run.answer import EMPTY, Fallback, fall_back, timeout_error
 from breaker._run.entries import STALE, observed, observed_async
 from breaker._run.threaded import Attempt, _TIMEOUT_MAX
+from breaker._run.workers import Wake
 from collections.abc import Awaitable, Callable, Coroutine
 from math import trunc
 from typing import Any, ParamSpec, TypeVar
 
-__all__ = ["do", "sync_wrapper", "do_async", "async_wrapper"]
+__all__ = ["do", "sync_wrapper", "do_async", "async_wrapper", "work_in_thread"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -106,7 +108,7 @@ def do(name: str, run: Callable[[], T], fallback: Callable[[Exception], T] | Non
             )
         attempt = Attempt(core, run, (), {}, admission, fallback is not None)
         try:
-            registry.pool.submit(attempt)
+            registry.pool.submit(work_in_thread, attempt)
         except BaseException:
             core.withdraw(admission)
             raise
@@ -293,7 +295,7 @@ def sync_wrapper(name: str, fn: Callable[P, T], fallback: Fallback[T] | None) ->
                     )
                 attempt = Attempt(core, fn, args, kwargs, admission, fallback is not None)
                 try:
-                    registry.pool.submit(attempt)
+                    registry.pool.submit(work_in_thread, attempt)
                 except BaseException:
                     core.withdraw(admission)
                     raise
@@ -436,6 +438,85 @@ def sync_wrapper(name: str, fn: Callable[P, T], fallback: Fallback[T] | None) ->
         return fall_back(engine, timeout_error(engine, None), args, kwargs, fallback, call_start)
 
     return wrapper
+
+
+def work_in_thread(attempt: Attempt[Any]) -> Wake | None:
+    """What a worker runs for `do` and `sync_wrapper` in thread isolation: `breaker._run.threaded.run_attempt`,
+    which the generated module emits with the engine's steps inlined (the worker's side is on the path the caller
+    waits on, as much as the caller's)."""
+    core = attempt.core
+    clock = core.clock
+    begin = clock()
+    try:
+        attempt.value = attempt.fn(*attempt.args, **attempt.kwargs)
+    except BaseException as error:
+        end = clock()
+        attempt.error = error
+        raised_event_seconds = end - begin
+        raised_event_ignored = core.ignored
+        if raised_event_ignored and isinstance(error, raised_event_ignored):
+            event = BAD_REQUEST
+        elif not raised_event_seconds <= math.inf and isinstance(error, Exception):
+            event = TIMEOUT
+        else:
+            event = FAILURE
+    else:
+        end = clock()
+        event = SUCCESS
+    attempt.event = event
+    attempt.ran = seconds = end - begin
+    if not claim(attempt.once):
+        attempt.error = None
+        core.finish_abandoned(seconds)
+        return None
+    admission = attempt.admission
+    counts_run = not attempt.COUNTS_CALL or (
+        event == FAILURE and attempt.falls_back and isinstance(attempt.error, Exception)
+    )
+    if event == FAILURE:
+        fail_kind = RUN if counts_run else BOTH
+        try_fail_histogram = core.both_durations if fail_kind == BOTH else core.run_durations
+        fail_stage = NOT_DONE
+        if admission is ADMITTED and end < core.window_end:
+            try_fail_counted = next(core.failures)
+            duration_bucket_fine = trunc(seconds * FINE_SCALE - EDGE)
+            try:
+                count_duration_index = FINE[duration_bucket_fine] if duration_bucket_fine >= 0 else 0
+            except IndexError:
+                count_duration_index = bucket_of(BOUNDS, seconds)
+            try:
+                count_duration_tally = try_fail_histogram[count_duration_index]
+            except KeyError:
+                count_duration_tally = try_fail_histogram.setdefault(count_duration_index, Tally())
+            next(count_duration_tally)
+            core.free.append(1)
+            fail_stage = SETTLE if try_fail_counted > core.failure_limit or core.settle_successes else DONE
+        if fail_stage != DONE:
+            core.settle(fail_stage, FAILURE, admission, end, seconds, fail_kind)
+    elif counts_run:
+        core.finish(event, admission, end, seconds, RUN)
+    elif event == SUCCESS:
+        succeed_stage = NOT_DONE
+        if admission is ADMITTED and end < core.window_end:
+            next(core.successes)
+            count_duration_histogram = core.both_durations
+            duration_bucket_fine_2 = trunc(seconds * FINE_SCALE - EDGE)
+            try:
+                count_duration_index_2 = FINE[duration_bucket_fine_2] if duration_bucket_fine_2 >= 0 else 0
+            except IndexError:
+                count_duration_index_2 = bucket_of(BOUNDS, seconds)
+            try:
+                count_duration_tally_2 = count_duration_histogram[count_duration_index_2]
+            except KeyError:
+                count_duration_tally_2 = count_duration_histogram.setdefault(count_duration_index_2, Tally())
+            next(count_duration_tally_2)
+            core.free.append(1)
+            succeed_stage = SETTLE if core.settle_successes else DONE
+        if succeed_stage != DONE:
+            core.settle_success(succeed_stage, admission, end, seconds)
+    else:
+        core.finish(event, admission, end, seconds, BOTH)
+    return attempt.done.put
 
 
 async def do_async(

@@ -69,7 +69,7 @@ async def _hand_off(core: Engine, step: Callable[..., Any], *args: Any) -> tuple
             else:
                 done.set_exception(error)
 
-    def work() -> None:
+    def work(_: None) -> None:
         result: Any = None
         error: BaseException | None = None
         try:
@@ -83,7 +83,7 @@ async def _hand_off(core: Engine, step: Callable[..., Any], *args: Any) -> tuple
     try:
         if pool is None:
             raise RuntimeError("no worker pool")  # an engine not made by a registry
-        pool.submit(work)
+        pool.submit(work, None)
     except RuntimeError:  # no thread can be started (interpreter shutdown): wait here, as a last resort
         return step(*args), None
     cancelled: asyncio.CancelledError | None = None

@@ -23,9 +23,10 @@ from .aio import call_async
 from .answer import EMPTY, Args, Fallback, Kwargs
 from .caller import call
 from .observe import Watch
-from .threaded import call_in_thread, start_in_thread
+from .threaded import Attempt, call_in_thread, run_attempt, start_in_thread
+from .workers import Wake
 
-__all__ = ["async_wrapper", "do", "do_async", "go", "sync_wrapper"]
+__all__ = ["async_wrapper", "do", "do_async", "go", "sync_wrapper", "work_in_thread"]
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -71,7 +72,7 @@ def do(name: str, run: Callable[[], T], fallback: Callable[[Exception], T] | Non
     if core.runs_elsewhere:  # thread isolation, or collectors to report to
         if core.collectors:
             return observed(registry, core, run, (), EMPTY, fallback)
-        return call_in_thread(registry.pool, core, run, (), {}, fallback)
+        return call_in_thread(registry.pool, core, run, (), {}, fallback, work_in_thread)
     return call(core, run, (), {}, fallback)
 
 
@@ -90,11 +91,18 @@ def sync_wrapper(name: str, fn: Callable[P, T], fallback: Fallback[T] | None) ->
                 if core.collectors:
                     result: T = observed(registry, core, fn, args, kwargs, fallback)
                     return result
-                return call_in_thread(registry.pool, core, fn, args, kwargs, fallback)
+                return call_in_thread(registry.pool, core, fn, args, kwargs, fallback, work_in_thread)
         engine = core  # a local from here on: cheaper to read than the closure's cell
         return call(engine, fn, args, kwargs, fallback)
 
     return wrapper
+
+
+def work_in_thread(attempt: Attempt[Any]) -> Wake | None:
+    """What a worker runs for `do` and `sync_wrapper` in thread isolation: `breaker._run.threaded.run_attempt`,
+    which the generated module emits with the engine's steps inlined (the worker's side is on the path the caller
+    waits on, as much as the caller's)."""
+    return run_attempt(attempt)
 
 
 def observed(
@@ -107,7 +115,7 @@ def observed(
         run: Callable[..., T] = watch.run(fn)
         observed: Fallback[T] | None = watch.fallback_of(fallback)
         if core.threaded:
-            return call_in_thread(registry.pool, core, run, args, kwargs, observed)
+            return call_in_thread(registry.pool, core, run, args, kwargs, observed, run_attempt)
         return call(core, run, args, kwargs, observed)
     except BaseException as error:
         raised = error

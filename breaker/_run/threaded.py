@@ -2,7 +2,8 @@
 
 `call_in_thread` (for `breaker.do` and decorated functions) waits for the run on the caller's thread, at most the
 timeout; `start_in_thread` (for `breaker.go`) returns a future, which the worker resolves, or the timer when the
-timeout comes first. Either way exactly one side settles the call's outcome: whichever claims the `Attempt`
+timeout comes first. The worker runs `run_attempt` (for `call_in_thread`, the generated entries hand it their copy
+of it, with the engine's steps inlined: the worker's side is on the path the caller waits on). Either way exactly one side settles the call's outcome: whichever claims the `Attempt`
 first (`breaker._core.lockfree.claim` on the attempt's ``once``: only one taker ever gets it). The
 other side only does its own bookkeeping: a run that lost to its timeout gives its ticket back when it really
 returns (`Engine.finish_abandoned`), so that ``max_concurrent_requests`` bounds the threads a hung dependency can
@@ -32,9 +33,9 @@ from breaker._core.lockfree import claim
 from breaker._core.outcome import ADMITTED, Admission, raised_event, refusal
 
 from .answer import Args, Fallback, Kwargs, fall_back, timeout_error
-from .workers import Timer, WorkerPool
+from .workers import Timer, Wake, Work, WorkerPool
 
-__all__ = ["call_in_thread", "start_in_thread"]
+__all__ = ["Attempt", "call_in_thread", "run_attempt", "start_in_thread"]
 
 T = TypeVar("T")
 
@@ -82,39 +83,6 @@ class Attempt(Generic[T]):  # Generic costs nothing per instance: it defines no 
         # Lock.acquire with a timeout wakes about 20 us later than SimpleQueue.get with one (measured here).
         self.done: queue.SimpleQueue[None] = queue.SimpleQueue()
 
-    def __call__(self) -> Callable[[None], object] | None:
-        """Run on the worker; returns how to wake the caller if the run settled the outcome, else None."""
-        core = self.core
-        clock = core.clock
-        begin = clock()
-        try:
-            self.value = self.fn(*self.args, **self.kwargs)
-        except BaseException as error:
-            end = clock()
-            self.error = error
-            event = raised_event(error, end - begin, math.inf, core.ignored, False)  # timeouts: the race decides
-        else:
-            end = clock()
-            event = SUCCESS
-        self.event = event
-        self.ran = seconds = end - begin
-        if not claim(self.once):  # the timeout settled it first: the run was abandoned, and now it is over
-            self.error = None  # its late outcome is discarded
-            core.finish_abandoned(seconds)
-            return None
-        counts_run = not self.COUNTS_CALL or (
-            event == FAILURE and self.falls_back and isinstance(self.error, Exception)
-        )
-        if event == FAILURE:
-            core.fail(self.admission, end, seconds, RUN if counts_run else BOTH)
-        elif counts_run:
-            core.finish(event, self.admission, end, seconds, RUN)
-        elif event == SUCCESS:
-            core.succeed(self.admission, end, seconds)
-        else:
-            core.finish(event, self.admission, end, seconds, BOTH)
-        return self.done.put
-
     @inline
     def answer(self, args: Args, kwargs: Kwargs, fallback: Fallback[T] | None) -> T:
         """The call's answer, once the run settled the outcome."""
@@ -132,10 +100,54 @@ class Attempt(Generic[T]):  # Generic costs nothing per instance: it defines no 
 
 
 @inline
+def run_attempt(attempt: Attempt[Any]) -> Wake | None:
+    """The worker's side of a call: run it, then settle its outcome unless its timeout did first. Returns how to
+    wake the waiting caller if the run settled it, else None."""
+    core = attempt.core
+    clock = core.clock
+    begin = clock()
+    try:
+        attempt.value = attempt.fn(*attempt.args, **attempt.kwargs)
+    except BaseException as error:
+        end = clock()
+        attempt.error = error
+        event = raised_event(error, end - begin, math.inf, core.ignored, False)  # timeouts: the race decides
+    else:
+        end = clock()
+        event = SUCCESS
+    attempt.event = event
+    attempt.ran = seconds = end - begin
+    if not claim(attempt.once):  # the timeout settled it first: the run was abandoned, and now it is over
+        attempt.error = None  # its late outcome is discarded
+        core.finish_abandoned(seconds)
+        return None
+    admission = attempt.admission
+    counts_run = not attempt.COUNTS_CALL or (
+        event == FAILURE and attempt.falls_back and isinstance(attempt.error, Exception)
+    )
+    if event == FAILURE:
+        core.fail(admission, end, seconds, RUN if counts_run else BOTH)
+    elif counts_run:
+        core.finish(event, admission, end, seconds, RUN)
+    elif event == SUCCESS:
+        core.succeed(admission, end, seconds)
+    else:
+        core.finish(event, admission, end, seconds, BOTH)
+    return attempt.done.put
+
+
+@inline
 def call_in_thread(
-    pool: WorkerPool, core: Engine, fn: Callable[..., T], args: Args, kwargs: Kwargs, fallback: Fallback[T] | None
+    pool: WorkerPool,
+    core: Engine,
+    fn: Callable[..., T],
+    args: Args,
+    kwargs: Kwargs,
+    fallback: Fallback[T] | None,
+    work: Work[Attempt[Any]],
 ) -> T:
-    """Run ``fn(*args, **kwargs)`` on a worker and wait for it at most the timeout."""
+    """Run ``fn(*args, **kwargs)`` on a worker and wait for it at most the timeout. ``work`` is `run_attempt`, or
+    the copy of it the generated entries pass, with the engine's steps inlined: the worker runs it."""
     admission = core.enter(core.clock())
     if admission is not ADMITTED and admission.refused:
         if fallback is None:
@@ -143,7 +155,7 @@ def call_in_thread(
         return fall_back(core, refusal(core, admission), args, kwargs, fallback, None)
     attempt = Attempt(core, fn, args, kwargs, admission, fallback is not None)
     try:
-        pool.submit(attempt)
+        pool.submit(work, attempt)
     except BaseException:
         core.withdraw(admission)
         raise
@@ -187,8 +199,9 @@ class FutureAttempt(Attempt[T]):
         self.future.set_running_or_notify_cancel()  # admitted: it can no longer be cancelled
         self.timer_entry: list[object] | None = None
 
-    def __call__(self) -> None:  # on the worker: resolves the future instead of waking a caller
-        settled = Attempt.__call__(self) is not None
+    def work(self) -> None:
+        """On the worker: run, and resolve the future unless the timeout did."""
+        settled = run_attempt(self) is not None
         if self.timer_entry is not None:
             self.timer.cancel(self.timer_entry)
         if settled:
@@ -203,7 +216,7 @@ class FutureAttempt(Attempt[T]):
             self.answer_timeout()
             return
         try:
-            self.pool.submit(self.answer_timeout)  # the fallback is user code: not on the timer thread
+            self.pool.submit(FutureAttempt.answer_timeout, self)  # the fallback is user code: not on the timer
         except RuntimeError:
             self.answer_timeout()
 
@@ -249,7 +262,7 @@ def start_in_thread(
     if timeout <= _TIMEOUT_MAX:
         attempt.timer_entry = timer.schedule(timeout, attempt.expire)
     try:
-        pool.submit(attempt)
+        pool.submit(FutureAttempt.work, attempt)
     except BaseException:
         if attempt.timer_entry is not None:
             timer.cancel(attempt.timer_entry)

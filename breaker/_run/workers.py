@@ -16,14 +16,19 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
-__all__ = ["Task", "Timer", "WorkerPool"]
+__all__ = ["Timer", "Wake", "Work", "WorkerPool"]
 
-#: Work for a worker. It must not raise. It returns a callable that wakes whoever waits for it when called with
-#: None (a queue's ``put``), or None: the worker goes back to the idle stack *before* waking them, so a caller
-#: making one call after another finds it free again instead of starting a thread each time.
-Task: TypeAlias = Callable[[], Callable[[None], object] | None]
+A = TypeVar("A")
+
+#: What wakes whoever waits for a task: called with None (a queue's ``put``).
+Wake: TypeAlias = Callable[[None], object]
+#: Work for a worker, called as ``work(subject)``. It must not raise. It returns how to wake whoever waits for it,
+#: or None: the worker goes back to the idle stack *before* waking them, so a caller making one call after another
+#: finds it free again instead of starting a thread each time. (A function and its subject, not a closure: the
+#: thread driver's work is a plain function, and a call makes no closure or bound method to hand it over.)
+Work: TypeAlias = Callable[[A], "Wake | None"]
 
 _STOP = None
 _thread_ids = itertools.count(1)
@@ -39,7 +44,7 @@ class WorkerPool:
 
     def __init__(self, idle_timeout: float = 60.0) -> None:
         self.idle_timeout = idle_timeout
-        self._idle: list[queue.SimpleQueue[Task | None]] = []
+        self._idle: list[queue.SimpleQueue[tuple[Work[Any], Any] | None]] = []
         self._threads: set[threading.Thread] = set()
         self._generation = 0
         self._lock = threading.Lock()  # see the class docstring
@@ -52,8 +57,8 @@ class WorkerPool:
         """Worker threads alive now, busy or idle."""
         return len(self._threads)
 
-    def submit(self, task: Task) -> None:
-        """Run ``task`` on an idle worker, or on a new one.
+    def submit(self, work: Work[A], subject: A) -> None:
+        """Run ``work(subject)`` on an idle worker, or on a new one.
 
         Raises:
             RuntimeError: No thread could be started (interpreter shutdown, or the OS refused one).
@@ -65,12 +70,13 @@ class WorkerPool:
             generation = self._generation
         finally:
             lock.release()
+        task = (work, subject)
         if inbox is not None:
             inbox.put(task)
             return
         inbox = queue.SimpleQueue()
         thread = threading.Thread(
-            target=self._work,
+            target=self._serve,
             args=(inbox, task, generation),
             name=f"breaker-worker-{next(_thread_ids)}",
             daemon=True,
@@ -84,12 +90,18 @@ class WorkerPool:
                 self._threads.discard(thread)
             raise
 
-    def _work(self, inbox: queue.SimpleQueue[Task | None], task: Task | None, generation: int) -> None:
+    def _serve(
+        self,
+        inbox: queue.SimpleQueue[tuple[Work[Any], Any] | None],
+        task: tuple[Work[Any], Any] | None,
+        generation: int,
+    ) -> None:
         me = threading.current_thread()
         try:
-            while task is not _STOP:
-                wake = task()
-                task = None
+            while task is not None:  # None: _STOP
+                work, subject = task
+                wake = work(subject)
+                del task, work, subject  # nothing of a finished call stays referenced while the worker waits
                 lock = self._lock
                 lock.acquire()  # park, unless stop_idle() retired this worker's generation meanwhile
                 try:
@@ -102,7 +114,7 @@ class WorkerPool:
                     wake(None)
                 if retired:
                     return
-                wake = None
+                del wake
                 try:
                     task = inbox.get(timeout=self.idle_timeout)
                 except queue.Empty:

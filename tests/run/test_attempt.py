@@ -9,7 +9,7 @@ from breaker._core.engine import Engine
 from breaker._core.lockfree import claim
 from breaker._core.outcome import ADMITTED, Admission
 from breaker._core.settings import BUILTIN
-from breaker._run.threaded import Attempt
+from breaker._run.threaded import Attempt, run_attempt
 from breaker.testing import FakeClock
 
 
@@ -35,7 +35,7 @@ def race(request_volume_threshold: int = 20) -> tuple[Engine, Circuit, FakeClock
 def test_finish_before_time_out_decides_and_time_out_is_a_no_op() -> None:
     """A run that finished first decides the outcome; the timeout firing afterwards loses the claim, counts nothing."""
     _, circuit, _, attempt, _ = race()
-    assert attempt() is not None  # the run settled it: the caller is to be woken
+    assert run_attempt(attempt) is not None  # the run settled it: the caller is to be woken
     assert not claim(attempt.once)  # the timeout fires afterwards: it lost, and the driver does nothing
     stats = circuit.statistics()
     assert (stats.active, stats.abandoned, stats.counts["success"], stats.counts["timeout"]) == (0, 0, 1, 0)
@@ -50,7 +50,7 @@ def test_time_out_before_finish_decides_once() -> None:
     assert not claim(attempt.once)  # decided once
     stats = circuit.statistics()
     assert (stats.active, stats.abandoned, stats.counts["timeout"]) == (1, 1, 1)
-    assert attempt() is None  # the run returns: it was abandoned, nobody is woken
+    assert run_attempt(attempt) is None  # the run returns: it was abandoned, nobody is woken
     stats = circuit.statistics()
     assert (stats.active, stats.abandoned, stats.counts["timeout"], stats.counts["success"]) == (0, 0, 1, 0)
     assert engine.enter(clock()) is ADMITTED

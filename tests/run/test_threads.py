@@ -242,7 +242,7 @@ def test_worker_started_just_before_flush_still_exits() -> None:
 
     def hold_new_worker(frame: FrameType, event: str, arg: object) -> None:
         # Runs on each thread started while it is installed: stop the new worker as it enters its loop.
-        if event == "call" and frame.f_code.co_name == "_work":
+        if event == "call" and frame.f_code.co_name == "_serve":
             entered.set()
             proceed.wait(WAIT)
 
