@@ -603,6 +603,310 @@ class ExpressionInliner(ast.NodeTransformer):
         return result
 
 
+# -- settling what the copies decide ---------------------------------------------------------------------------
+#
+# An inlined function hands its result to the caller through a variable, and the caller tests it: ``stage =
+# NOT_DONE; if ...: stage = SETTLE if flag else DONE`` then ``if stage != DONE: settle(stage)``. Where the path
+# that reaches the test has just assigned a constant, the test decides nothing. The passes below settle such
+# tests where they can and leave everything else as it was: `fold_constants` (a comparison of two constants),
+# `thread_tests` (a test of a variable moved into the tails of the ``if`` before it, where the variable's value is
+# known), and `drop_dead_stores` (the constant assignments nothing reads any more).
+
+
+class Unique:
+    """The value of a constant made by a call (``ADMITTED = Admission(...)``): an object of its own, identical to
+    itself only."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+
+UNKNOWN = object()
+
+
+def constant_value(name: str, origins: dict[str, tuple[str, str]], root: Path, depth: int = 0) -> object:
+    """The value of the module constant ``name`` (an upper-case name the output imports): a literal, a `Unique`,
+    or `UNKNOWN`."""
+    origin = origins.get(name)
+    if origin is None or not origin[0] or origin[0] == TYPE_VARIABLE or not name.isupper() or depth > 5:
+        return UNKNOWN
+    module_name, source = origin
+    try:
+        module = load(module_name, root)
+    except OSError:
+        return UNKNOWN
+    if module.origins.get(source, (module_name, source)) != (module_name, source):  # imported there in turn
+        return constant_value(source, module.origins, root, depth + 1)
+    assigned = [
+        node.value
+        for node in module.tree.body
+        if (isinstance(node, ast.Assign) and [ast.unparse(t) for t in node.targets] == [source])
+        or (isinstance(node, ast.AnnAssign) and ast.unparse(node.target) == source)
+    ]
+    if len(assigned) != 1 or assigned[0] is None:
+        return UNKNOWN
+    value = assigned[0]
+    if (isinstance(value, ast.Constant) and isinstance(value.value, (int, str, bool))) or value is None:
+        return value.value if isinstance(value, ast.Constant) else UNKNOWN
+    if isinstance(value, ast.Call):
+        return Unique(f"{module_name}.{source}")
+    return UNKNOWN
+
+
+def compare_constants(op: ast.cmpop, left: object, right: object) -> bool | None:
+    """``left op right`` for two constant values, or None when it cannot be known here."""
+    if left is UNKNOWN or right is UNKNOWN:
+        return None
+    if isinstance(left, Unique) or isinstance(right, Unique):
+        if isinstance(op, (ast.Is, ast.IsNot)):
+            return (left is right) == isinstance(op, ast.Is)  # each Unique is one object
+        return None
+    if isinstance(op, (ast.Eq, ast.NotEq)) and type(left) is type(right):
+        return (left == right) == isinstance(op, ast.Eq)
+    if isinstance(op, (ast.Is, ast.IsNot)) and type(left) is type(right) and left != right:
+        return isinstance(op, ast.IsNot)  # different values are different objects
+    return None
+
+
+class ConstantFolder(ast.NodeTransformer):
+    """Folds comparisons of two constants (``BOTH == BOTH``), then the conditionals they decide."""
+
+    def __init__(self, values: dict[str, object]) -> None:
+        self.values = values
+
+    def visit_Compare(self, node: ast.Compare) -> ast.expr:
+        self.generic_visit(node)
+        if len(node.ops) == 1 and isinstance(node.left, ast.Name) and isinstance(node.comparators[0], ast.Name):
+            left, right = node.left.id, node.comparators[0].id
+            known = compare_constants(node.ops[0], self.values.get(left, UNKNOWN), self.values.get(right, UNKNOWN))
+            if known is not None:
+                return ast.Constant(known)
+        return node
+
+    def visit_IfExp(self, node: ast.IfExp) -> ast.expr:
+        self.generic_visit(node)
+        if isinstance(node.test, ast.Constant) and isinstance(node.test.value, bool):
+            return node.body if node.test.value else node.orelse
+        return node
+
+    def visit_If(self, node: ast.If) -> ast.AST | list[ast.stmt]:
+        self.generic_visit(node)
+        if isinstance(node.test, ast.Constant) and isinstance(node.test.value, bool):
+            chosen = node.body if node.test.value else node.orelse
+            return chosen or [ast.Pass()]
+        return node
+
+
+def tested_variable(test: ast.expr, values: dict[str, object]) -> tuple[str, ast.cmpop, str] | None:
+    """``V op C`` (or ``V op C and ...``) with V a plain name and C a constant: (V, op, C)."""
+    if isinstance(test, ast.BoolOp) and isinstance(test.op, ast.And):
+        test = test.values[0]
+    if (
+        isinstance(test, ast.Compare)
+        and len(test.ops) == 1
+        and isinstance(test.left, ast.Name)
+        and isinstance(test.comparators[0], ast.Name)
+        and isinstance(test.ops[0], (ast.Is, ast.IsNot, ast.Eq, ast.NotEq))
+        and test.comparators[0].id in values
+        and test.left.id not in values
+    ):
+        return test.left.id, test.ops[0], test.comparators[0].id
+    return None
+
+
+def assigns(statement: ast.stmt, name: str) -> bool:
+    """Whether ``statement`` binds ``name`` in its own scope."""
+    return any(
+        (isinstance(n, ast.Name) and n.id == name and isinstance(n.ctx, (ast.Store, ast.Del)))
+        or (isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and n.name == name)
+        for n in walk_local([statement])
+    )
+
+
+class ThreadTests:
+    """Moves ``if V op C: ...`` into the tails of the ``if`` just before it, where V's value is known.
+
+    ``S; K`` is ``S`` with ``K`` appended to each of its tails, for an ``if`` ``S`` (its body, each ``elif``, its
+    ``else``, an empty one included), and down the nested ``if`` statements that end a tail: nothing runs between a
+    tail's end and ``K``. A tail that ends in ``return``, ``raise``, ``break`` or ``continue`` never reaches ``K``.
+    Where the tail assigned V a constant last, ``K``'s test is decided there and only what it chooses is kept,
+    with V's value written in; a tail that ends with ``V = C1 if t else C2`` becomes ``if t:`` with each branch
+    settled. It is done only where every tail that reaches ``K`` settles it: the test then disappears, and no
+    copy of ``K`` is made that would cost without deciding anything. Nothing moves into a ``try``, a loop or a
+    ``with``. V must be a local of the function (``excluded`` holds its ``nonlocal`` and ``global`` names).
+    """
+
+    def __init__(self, values: dict[str, object], excluded: set[str]) -> None:
+        self.values = values
+        self.excluded = excluded
+        self.undecided = 0
+
+    def block(self, statements: list[ast.stmt]) -> list[ast.stmt]:
+        out: list[ast.stmt] = []
+        for statement in statements:
+            if isinstance(statement, SCOPES):
+                out.append(statement)  # a nested function is a scope of its own: settled on its own
+                continue
+            for field_name in ("body", "orelse", "finalbody"):
+                inner = getattr(statement, field_name, None)
+                if isinstance(inner, list) and inner and isinstance(inner[0], ast.stmt):
+                    setattr(statement, field_name, self.block(inner))
+            for handler in getattr(statement, "handlers", []):
+                handler.body = self.block(handler.body)
+            previous = out[-1] if out else None
+            tested = tested_variable(statement.test, self.values) if isinstance(statement, ast.If) else None
+            if (
+                isinstance(statement, ast.If)
+                and isinstance(previous, ast.If)
+                and tested is not None
+                and tested[0] not in self.excluded
+            ):
+                self.undecided = 0
+                threaded = self.push(previous, statement, self.value_after(out[:-1], tested[0], None))
+                if not self.undecided:
+                    out[-1] = threaded
+                    continue
+            out.append(statement)
+        return out
+
+    def value_after(self, statements: list[ast.stmt], variable: str, value: str | None) -> str | None:
+        """The constant V holds after ``statements`` ran, V holding ``value`` before (None: not known)."""
+        for statement in statements:
+            if assigns(statement, variable):
+                value = self.constant_assigned(statement, variable)
+        return value
+
+    def constant_assigned(self, statement: ast.stmt | None, variable: str) -> str | None:
+        """C in the statement ``V = C``, else None."""
+        if (
+            isinstance(statement, ast.Assign)
+            and len(statement.targets) == 1
+            and isinstance(statement.targets[0], ast.Name)
+            and statement.targets[0].id == variable
+            and isinstance(statement.value, ast.Name)
+            and statement.value.id in self.values
+        ):
+            return statement.value.id
+        return None
+
+    def choice(self, statement: ast.stmt | None, variable: str) -> tuple[ast.expr, str, str] | None:
+        """(t, C1, C2) for the statement ``V = C1 if t else C2``, else None."""
+        if (
+            isinstance(statement, ast.Assign)
+            and len(statement.targets) == 1
+            and isinstance(statement.targets[0], ast.Name)
+            and statement.targets[0].id == variable
+            and isinstance(statement.value, ast.IfExp)
+            and isinstance(statement.value.body, ast.Name)
+            and isinstance(statement.value.orelse, ast.Name)
+            and statement.value.body.id in self.values
+            and statement.value.orelse.id in self.values
+        ):
+            return statement.value.test, statement.value.body.id, statement.value.orelse.id
+        return None
+
+    def push(self, node: ast.If, test: ast.If, before: str | None) -> ast.If:
+        return ast.If(node.test, self.tail(node.body, test, before), self.tail(node.orelse, test, before))
+
+    def tail(self, statements: list[ast.stmt], test: ast.If, before: str | None) -> list[ast.stmt]:
+        tested = tested_variable(test.test, self.values)
+        assert tested is not None
+        variable = tested[0]
+        last = statements[-1] if statements else None
+        head = statements[:-1]
+        if isinstance(last, (ast.Return, ast.Raise, ast.Break, ast.Continue)):
+            return statements
+        if isinstance(last, ast.If):
+            return [*head, self.push(last, test, self.value_after(head, variable, before))]
+        choice = self.choice(last, variable)
+        if choice is not None:
+            flag, when_true, when_false = choice
+            branches = [[self.assign(variable, c), *self.settle(test, variable, c)] for c in (when_true, when_false)]
+            return [*head, ast.If(flag, *branches)]
+        value = self.value_after(statements, variable, before)
+        if value is None:
+            self.undecided += 1
+            return [*statements, copy.deepcopy(test)]
+        return [*statements, *self.settle(test, variable, value)]
+
+    @staticmethod
+    def assign(variable: str, constant: str) -> ast.stmt:
+        return ast.Assign([ast.Name(variable, ast.Store())], ast.Name(constant, ast.Load()))
+
+    def settle(self, test: ast.If, variable: str, constant: str) -> list[ast.stmt]:
+        """``test`` where V holds ``constant``: what its test chooses, with V's value written in."""
+        tested = tested_variable(test.test, self.values)
+        assert tested is not None
+        known = compare_constants(tested[1], self.values[constant], self.values[tested[2]])
+        if known is None:
+            self.undecided += 1
+            return [copy.deepcopy(test)]
+        rest = test.test.values[1:] if isinstance(test.test, ast.BoolOp) else []
+        chosen: list[ast.stmt]
+        if known and rest:  # ``V op C and rest``: the rest still decides, here as it would have there
+            condition = rest[0] if len(rest) == 1 else ast.BoolOp(ast.And(), rest)
+            chosen = [ast.If(condition, test.body, test.orelse)]
+        else:
+            chosen = test.body if known else test.orelse
+        chosen = copy.deepcopy(chosen)
+        if not any(assigns(statement, variable) for statement in chosen):
+            written = Renamer({}, {variable: ast.Name(constant, ast.Load())})
+            chosen = [written.visit(statement) for statement in chosen]
+        return chosen
+
+
+def drop_dead_stores(function: ast.FunctionDef | ast.AsyncFunctionDef, values: dict[str, object]) -> None:
+    """Remove ``V = C`` (C a constant) from ``function``'s own scope wherever nothing reads V (nested functions
+    included, as closures may)."""
+    read = {n.id for n in ast.walk(function) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+
+    def dead(statement: ast.stmt) -> bool:
+        return (
+            isinstance(statement, ast.Assign)
+            and len(statement.targets) == 1
+            and isinstance(statement.targets[0], ast.Name)
+            and statement.targets[0].id not in read
+            and isinstance(statement.value, ast.Name)
+            and statement.value.id in values
+        )
+
+    def clean(statements: list[ast.stmt], required: bool) -> list[ast.stmt]:
+        kept = []
+        for statement in statements:
+            if dead(statement):
+                continue
+            if not isinstance(statement, SCOPES):
+                for field_name in ("body", "orelse", "finalbody"):
+                    inner = getattr(statement, field_name, None)
+                    if isinstance(inner, list) and inner and isinstance(inner[0], ast.stmt):
+                        setattr(statement, field_name, clean(inner, field_name == "body"))
+                for handler in getattr(statement, "handlers", []):
+                    handler.body = clean(handler.body, True)
+            kept.append(statement)
+        return kept or ([ast.Pass()] if required else [])
+
+    function.body = clean(function.body, True)
+
+
+def settle_tests(node: ast.stmt, values: dict[str, object]) -> ast.stmt:
+    """Fold constant comparisons, thread tests and drop dead stores in one emitted function, until nothing
+    changes."""
+    assert isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+    while True:
+        before = ast.dump(node)
+        node = ConstantFolder(values).visit(node)
+        scopes = [n for n in ast.walk(node) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+        for scope in scopes:
+            declared = {
+                name for n in walk_local(scope.body) if isinstance(n, (ast.Nonlocal, ast.Global)) for name in n.names
+            }
+            scope.body = ThreadTests(values, declared).block(scope.body)
+            drop_dead_stores(scope, values)
+        node = Folder().visit(node)
+        if ast.dump(node) == before:
+            return node
+
+
 def generate(
     entries_module: str = ENTRIES[0],
     functions: tuple[str, ...] = ENTRIES[1],
@@ -625,6 +929,9 @@ def generate(
         raise GenerateError(f"{entries_module} has no {sorted(missing)}")
     constants = {name for name, (module, _) in inliner.imports.items() if module and name.isupper()}
     emitted = [SettledTests(constants).visit(node) for node in emitted]
+    values = {name: constant_value(name, inliner.imports, root) for name in constants}
+    values = {name: value for name, value in values.items() if value is not UNKNOWN}
+    emitted = [settle_tests(node, values) for node in emitted]
     # What the output reads: only those are imported. An emitted function's name means the emitted copy.
     used = free_names(emitted, set()) - BUILTINS - set(functions)
     origins = {name: inliner.imports[name] for name in used}

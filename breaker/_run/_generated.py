@@ -22,7 +22,7 @@ from breaker._core.engine import NO_LATENCY
 from breaker._core.errors import CircuitOpenError, MaxConcurrencyError
 from breaker._core.events import BAD_REQUEST, CANCELLED, FAILURE, SUCCESS, TIMEOUT
 from breaker._core.latency import BOTH, RUN
-from breaker._core.lockfree import DONE, NOT_DONE, SETTLE, Tally, claim
+from breaker._core.lockfree import NOT_DONE, SETTLE, Tally, claim
 from breaker._core.outcome import ADMITTED, Admission, SHORT_CIRCUITED, UNDECIDED
 from breaker._registry import check_callable
 from breaker._run.aio import COROUTINE, INFINITY, NotAwaitable, admission_for, deadline_after, fall_back_async, settle
@@ -183,27 +183,46 @@ def do(name: str, run: Callable[[], T], fallback: Callable[[Exception], T] | Non
             event = TIMEOUT
         else:
             event = FAILURE
+            if fallback is None or not isinstance(call_error, Exception):
+                try_fail_histogram = core.both_durations
+                if call_admission is ADMITTED and end < core.window_end:
+                    try_fail_counted = next(core.failures)
+                    duration_bucket_fine = trunc(seconds * FINE_SCALE - EDGE)
+                    try:
+                        count_duration_index = FINE[duration_bucket_fine] if duration_bucket_fine >= 0 else 0
+                    except IndexError:
+                        count_duration_index = bucket_of(BOUNDS, seconds)
+                    try:
+                        count_duration_tally = try_fail_histogram[count_duration_index]
+                    except KeyError:
+                        count_duration_tally = try_fail_histogram.setdefault(count_duration_index, Tally())
+                    next(count_duration_tally)
+                    core.free.append(1)
+                    if try_fail_counted > core.failure_limit or core.settle_successes:
+                        core.settle(SETTLE, FAILURE, call_admission, end, seconds, BOTH)
+                else:
+                    core.settle(NOT_DONE, FAILURE, call_admission, end, seconds, BOTH)
+                raise
         answered = fallback is None or event == BAD_REQUEST or (not isinstance(call_error, Exception))
         if event == FAILURE:
-            fail_kind = BOTH if answered else RUN
-            try_fail_histogram = core.both_durations if fail_kind == BOTH else core.run_durations
-            fail_stage = NOT_DONE
+            try_fail_histogram_2 = core.run_durations
             if call_admission is ADMITTED and end < core.window_end:
-                try_fail_counted = next(core.failures)
-                duration_bucket_fine = trunc(seconds * FINE_SCALE - EDGE)
+                try_fail_counted_2 = next(core.failures)
+                duration_bucket_fine_2 = trunc(seconds * FINE_SCALE - EDGE)
                 try:
-                    count_duration_index = FINE[duration_bucket_fine] if duration_bucket_fine >= 0 else 0
+                    count_duration_index_2 = FINE[duration_bucket_fine_2] if duration_bucket_fine_2 >= 0 else 0
                 except IndexError:
-                    count_duration_index = bucket_of(BOUNDS, seconds)
+                    count_duration_index_2 = bucket_of(BOUNDS, seconds)
                 try:
-                    count_duration_tally = try_fail_histogram[count_duration_index]
+                    count_duration_tally_2 = try_fail_histogram_2[count_duration_index_2]
                 except KeyError:
-                    count_duration_tally = try_fail_histogram.setdefault(count_duration_index, Tally())
-                next(count_duration_tally)
+                    count_duration_tally_2 = try_fail_histogram_2.setdefault(count_duration_index_2, Tally())
+                next(count_duration_tally_2)
                 core.free.append(1)
-                fail_stage = SETTLE if try_fail_counted > core.failure_limit or core.settle_successes else DONE
-            if fail_stage != DONE:
-                core.settle(fail_stage, FAILURE, call_admission, end, seconds, fail_kind)
+                if try_fail_counted_2 > core.failure_limit or core.settle_successes:
+                    core.settle(SETTLE, FAILURE, call_admission, end, seconds, RUN)
+            else:
+                core.settle(NOT_DONE, FAILURE, call_admission, end, seconds, RUN)
         else:
             core.finish(event, call_admission, end, seconds, BOTH if answered else RUN)
         if answered:
@@ -217,24 +236,24 @@ def do(name: str, run: Callable[[], T], fallback: Callable[[Exception], T] | Non
     end = clock()
     seconds = end - call_start
     if seconds <= core.timeout:
-        succeed_stage = NOT_DONE
         if call_admission is ADMITTED and end < core.window_end:
             next(core.successes)
             count_duration_histogram = core.both_durations
-            duration_bucket_fine_2 = trunc(seconds * FINE_SCALE - EDGE)
+            duration_bucket_fine_3 = trunc(seconds * FINE_SCALE - EDGE)
             try:
-                count_duration_index_2 = FINE[duration_bucket_fine_2] if duration_bucket_fine_2 >= 0 else 0
+                count_duration_index_3 = FINE[duration_bucket_fine_3] if duration_bucket_fine_3 >= 0 else 0
             except IndexError:
-                count_duration_index_2 = bucket_of(BOUNDS, seconds)
+                count_duration_index_3 = bucket_of(BOUNDS, seconds)
             try:
-                count_duration_tally_2 = count_duration_histogram[count_duration_index_2]
+                count_duration_tally_3 = count_duration_histogram[count_duration_index_3]
             except KeyError:
-                count_duration_tally_2 = count_duration_histogram.setdefault(count_duration_index_2, Tally())
-            next(count_duration_tally_2)
+                count_duration_tally_3 = count_duration_histogram.setdefault(count_duration_index_3, Tally())
+            next(count_duration_tally_3)
             core.free.append(1)
-            succeed_stage = SETTLE if core.settle_successes else DONE
-        if succeed_stage != DONE:
-            core.settle_success(succeed_stage, call_admission, end, seconds)
+            if core.settle_successes:
+                core.settle_success(SETTLE, call_admission, end, seconds)
+        else:
+            core.settle_success(NOT_DONE, call_admission, end, seconds)
         return value
     if fallback is None:
         core.finish(TIMEOUT, call_admission, end, seconds)
@@ -373,27 +392,46 @@ def sync_wrapper(name: str, fn: Callable[P, T], fallback: Fallback[T] | None) ->
                 event = TIMEOUT
             else:
                 event = FAILURE
+                if fallback is None or not isinstance(call_error, Exception):
+                    try_fail_histogram = engine.both_durations
+                    if call_admission is ADMITTED and end < engine.window_end:
+                        try_fail_counted = next(engine.failures)
+                        duration_bucket_fine = trunc(seconds * FINE_SCALE - EDGE)
+                        try:
+                            count_duration_index = FINE[duration_bucket_fine] if duration_bucket_fine >= 0 else 0
+                        except IndexError:
+                            count_duration_index = bucket_of(BOUNDS, seconds)
+                        try:
+                            count_duration_tally = try_fail_histogram[count_duration_index]
+                        except KeyError:
+                            count_duration_tally = try_fail_histogram.setdefault(count_duration_index, Tally())
+                        next(count_duration_tally)
+                        engine.free.append(1)
+                        if try_fail_counted > engine.failure_limit or engine.settle_successes:
+                            engine.settle(SETTLE, FAILURE, call_admission, end, seconds, BOTH)
+                    else:
+                        engine.settle(NOT_DONE, FAILURE, call_admission, end, seconds, BOTH)
+                    raise
             answered = fallback is None or event == BAD_REQUEST or (not isinstance(call_error, Exception))
             if event == FAILURE:
-                fail_kind = BOTH if answered else RUN
-                try_fail_histogram = engine.both_durations if fail_kind == BOTH else engine.run_durations
-                fail_stage = NOT_DONE
+                try_fail_histogram_2 = engine.run_durations
                 if call_admission is ADMITTED and end < engine.window_end:
-                    try_fail_counted = next(engine.failures)
-                    duration_bucket_fine = trunc(seconds * FINE_SCALE - EDGE)
+                    try_fail_counted_2 = next(engine.failures)
+                    duration_bucket_fine_2 = trunc(seconds * FINE_SCALE - EDGE)
                     try:
-                        count_duration_index = FINE[duration_bucket_fine] if duration_bucket_fine >= 0 else 0
+                        count_duration_index_2 = FINE[duration_bucket_fine_2] if duration_bucket_fine_2 >= 0 else 0
                     except IndexError:
-                        count_duration_index = bucket_of(BOUNDS, seconds)
+                        count_duration_index_2 = bucket_of(BOUNDS, seconds)
                     try:
-                        count_duration_tally = try_fail_histogram[count_duration_index]
+                        count_duration_tally_2 = try_fail_histogram_2[count_duration_index_2]
                     except KeyError:
-                        count_duration_tally = try_fail_histogram.setdefault(count_duration_index, Tally())
-                    next(count_duration_tally)
+                        count_duration_tally_2 = try_fail_histogram_2.setdefault(count_duration_index_2, Tally())
+                    next(count_duration_tally_2)
                     engine.free.append(1)
-                    fail_stage = SETTLE if try_fail_counted > engine.failure_limit or engine.settle_successes else DONE
-                if fail_stage != DONE:
-                    engine.settle(fail_stage, FAILURE, call_admission, end, seconds, fail_kind)
+                    if try_fail_counted_2 > engine.failure_limit or engine.settle_successes:
+                        engine.settle(SETTLE, FAILURE, call_admission, end, seconds, RUN)
+                else:
+                    engine.settle(NOT_DONE, FAILURE, call_admission, end, seconds, RUN)
             else:
                 engine.finish(event, call_admission, end, seconds, BOTH if answered else RUN)
             if answered:
@@ -412,24 +450,24 @@ def sync_wrapper(name: str, fn: Callable[P, T], fallback: Fallback[T] | None) ->
         end = clock()
         seconds = end - call_start
         if seconds <= engine.timeout:
-            succeed_stage = NOT_DONE
             if call_admission is ADMITTED and end < engine.window_end:
                 next(engine.successes)
                 count_duration_histogram = engine.both_durations
-                duration_bucket_fine_2 = trunc(seconds * FINE_SCALE - EDGE)
+                duration_bucket_fine_3 = trunc(seconds * FINE_SCALE - EDGE)
                 try:
-                    count_duration_index_2 = FINE[duration_bucket_fine_2] if duration_bucket_fine_2 >= 0 else 0
+                    count_duration_index_3 = FINE[duration_bucket_fine_3] if duration_bucket_fine_3 >= 0 else 0
                 except IndexError:
-                    count_duration_index_2 = bucket_of(BOUNDS, seconds)
+                    count_duration_index_3 = bucket_of(BOUNDS, seconds)
                 try:
-                    count_duration_tally_2 = count_duration_histogram[count_duration_index_2]
+                    count_duration_tally_3 = count_duration_histogram[count_duration_index_3]
                 except KeyError:
-                    count_duration_tally_2 = count_duration_histogram.setdefault(count_duration_index_2, Tally())
-                next(count_duration_tally_2)
+                    count_duration_tally_3 = count_duration_histogram.setdefault(count_duration_index_3, Tally())
+                next(count_duration_tally_3)
                 engine.free.append(1)
-                succeed_stage = SETTLE if engine.settle_successes else DONE
-            if succeed_stage != DONE:
-                engine.settle_success(succeed_stage, call_admission, end, seconds)
+                if engine.settle_successes:
+                    engine.settle_success(SETTLE, call_admission, end, seconds)
+            else:
+                engine.settle_success(NOT_DONE, call_admission, end, seconds)
             return value
         if fallback is None:
             engine.finish(TIMEOUT, call_admission, end, seconds)
@@ -476,7 +514,6 @@ def work_in_thread(attempt: Attempt[Any]) -> Wake | None:
     if event == FAILURE:
         fail_kind = RUN if counts_run else BOTH
         try_fail_histogram = core.both_durations if fail_kind == BOTH else core.run_durations
-        fail_stage = NOT_DONE
         if admission is ADMITTED and end < core.window_end:
             try_fail_counted = next(core.failures)
             duration_bucket_fine = trunc(seconds * FINE_SCALE - EDGE)
@@ -490,13 +527,13 @@ def work_in_thread(attempt: Attempt[Any]) -> Wake | None:
                 count_duration_tally = try_fail_histogram.setdefault(count_duration_index, Tally())
             next(count_duration_tally)
             core.free.append(1)
-            fail_stage = SETTLE if try_fail_counted > core.failure_limit or core.settle_successes else DONE
-        if fail_stage != DONE:
-            core.settle(fail_stage, FAILURE, admission, end, seconds, fail_kind)
+            if try_fail_counted > core.failure_limit or core.settle_successes:
+                core.settle(SETTLE, FAILURE, admission, end, seconds, fail_kind)
+        else:
+            core.settle(NOT_DONE, FAILURE, admission, end, seconds, fail_kind)
     elif counts_run:
         core.finish(event, admission, end, seconds, RUN)
     elif event == SUCCESS:
-        succeed_stage = NOT_DONE
         if admission is ADMITTED and end < core.window_end:
             next(core.successes)
             count_duration_histogram = core.both_durations
@@ -511,9 +548,10 @@ def work_in_thread(attempt: Attempt[Any]) -> Wake | None:
                 count_duration_tally_2 = count_duration_histogram.setdefault(count_duration_index_2, Tally())
             next(count_duration_tally_2)
             core.free.append(1)
-            succeed_stage = SETTLE if core.settle_successes else DONE
-        if succeed_stage != DONE:
-            core.settle_success(succeed_stage, admission, end, seconds)
+            if core.settle_successes:
+                core.settle_success(SETTLE, admission, end, seconds)
+        else:
+            core.settle_success(NOT_DONE, admission, end, seconds)
     else:
         core.finish(event, admission, end, seconds, BOTH)
     return attempt.done.put
@@ -630,7 +668,6 @@ async def do_async(
         kind = BOTH if answered else RUN
         if event == FAILURE:
             try_fail_histogram = core.both_durations if answered else core.run_durations
-            stage = NOT_DONE
             if admission is ADMITTED and end < core.window_end:
                 try_fail_counted = next(core.failures)
                 duration_bucket_fine = trunc(seconds * FINE_SCALE - EDGE)
@@ -644,9 +681,11 @@ async def do_async(
                     count_duration_tally = try_fail_histogram.setdefault(count_duration_index, Tally())
                 next(count_duration_tally)
                 core.free.append(1)
-                stage = SETTLE if try_fail_counted > core.failure_limit or core.settle_successes else DONE
-            if stage != DONE and (not core.settle(stage, event, admission, end, seconds, kind, block=False)):
-                await settle(core, core.settle, stage, event, admission, end, seconds, kind)
+                if try_fail_counted > core.failure_limit or core.settle_successes:
+                    if not core.settle(SETTLE, event, admission, end, seconds, kind, block=False):
+                        await settle(core, core.settle, SETTLE, event, admission, end, seconds, kind)
+            elif not core.settle(NOT_DONE, event, admission, end, seconds, kind, block=False):
+                await settle(core, core.settle, NOT_DONE, event, admission, end, seconds, kind)
         elif not core.finish(event, admission, end, seconds, kind, block=False):
             await settle(core, core.finish, event, admission, end, seconds, kind)
         if answered:
@@ -659,7 +698,6 @@ async def do_async(
     end = clock()
     seconds = end - start
     if seconds <= timeout:
-        stage = NOT_DONE
         if admission is ADMITTED and end < core.window_end:
             next(core.successes)
             count_duration_histogram = core.both_durations
@@ -674,9 +712,11 @@ async def do_async(
                 count_duration_tally_2 = count_duration_histogram.setdefault(count_duration_index_2, Tally())
             next(count_duration_tally_2)
             core.free.append(1)
-            stage = SETTLE if core.settle_successes else DONE
-        if stage != DONE and (not core.settle_success(stage, admission, end, seconds, block=False)):
-            await settle(core, core.settle_success, stage, admission, end, seconds)
+            if core.settle_successes:
+                if not core.settle_success(SETTLE, admission, end, seconds, block=False):
+                    await settle(core, core.settle_success, SETTLE, admission, end, seconds)
+        elif not core.settle_success(NOT_DONE, admission, end, seconds, block=False):
+            await settle(core, core.settle_success, NOT_DONE, admission, end, seconds)
         return value
     if fallback is None:
         if not core.finish(TIMEOUT, admission, end, seconds, BOTH, block=False):
@@ -783,7 +823,6 @@ def async_wrapper(
             kind = BOTH if answered else RUN
             if event == FAILURE:
                 try_fail_histogram = engine.both_durations if answered else engine.run_durations
-                stage = NOT_DONE
                 if admission is ADMITTED and end < engine.window_end:
                     try_fail_counted = next(engine.failures)
                     duration_bucket_fine = trunc(seconds * FINE_SCALE - EDGE)
@@ -797,9 +836,11 @@ def async_wrapper(
                         count_duration_tally = try_fail_histogram.setdefault(count_duration_index, Tally())
                     next(count_duration_tally)
                     engine.free.append(1)
-                    stage = SETTLE if try_fail_counted > engine.failure_limit or engine.settle_successes else DONE
-                if stage != DONE and (not engine.settle(stage, event, admission, end, seconds, kind, block=False)):
-                    await settle(engine, engine.settle, stage, event, admission, end, seconds, kind)
+                    if try_fail_counted > engine.failure_limit or engine.settle_successes:
+                        if not engine.settle(SETTLE, event, admission, end, seconds, kind, block=False):
+                            await settle(engine, engine.settle, SETTLE, event, admission, end, seconds, kind)
+                elif not engine.settle(NOT_DONE, event, admission, end, seconds, kind, block=False):
+                    await settle(engine, engine.settle, NOT_DONE, event, admission, end, seconds, kind)
             elif not engine.finish(event, admission, end, seconds, kind, block=False):
                 await settle(engine, engine.finish, event, admission, end, seconds, kind)
             if answered:
@@ -812,7 +853,6 @@ def async_wrapper(
         end = clock()
         seconds = end - start
         if seconds <= timeout:
-            stage = NOT_DONE
             if admission is ADMITTED and end < engine.window_end:
                 next(engine.successes)
                 count_duration_histogram = engine.both_durations
@@ -827,9 +867,11 @@ def async_wrapper(
                     count_duration_tally_2 = count_duration_histogram.setdefault(count_duration_index_2, Tally())
                 next(count_duration_tally_2)
                 engine.free.append(1)
-                stage = SETTLE if engine.settle_successes else DONE
-            if stage != DONE and (not engine.settle_success(stage, admission, end, seconds, block=False)):
-                await settle(engine, engine.settle_success, stage, admission, end, seconds)
+                if engine.settle_successes:
+                    if not engine.settle_success(SETTLE, admission, end, seconds, block=False):
+                        await settle(engine, engine.settle_success, SETTLE, admission, end, seconds)
+            elif not engine.settle_success(NOT_DONE, admission, end, seconds, block=False):
+                await settle(engine, engine.settle_success, NOT_DONE, admission, end, seconds)
             return value
         if fallback is None:
             if not engine.finish(TIMEOUT, admission, end, seconds, BOTH, block=False):

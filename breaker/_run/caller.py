@@ -40,9 +40,12 @@ def call(core: Engine, fn: Callable[..., T], args: Args, kwargs: Kwargs, fallbac
         end = clock()
         seconds = end - start
         event = raised_event(error, seconds, core.timeout, core.ignored, False)
+        if event == FAILURE and (fallback is None or not isinstance(error, Exception)):  # the common failure
+            core.fail(admission, end, seconds, BOTH)
+            raise  # the run's own exception, unchanged: no fallback runs
         answered = fallback is None or event == BAD_REQUEST or not isinstance(error, Exception)  # no fallback runs
         if event == FAILURE:
-            core.fail(admission, end, seconds, BOTH if answered else RUN)
+            core.fail(admission, end, seconds, RUN)
         else:
             core.finish(event, admission, end, seconds, BOTH if answered else RUN)
         if answered:

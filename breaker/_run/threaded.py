@@ -3,17 +3,18 @@
 `call_in_thread` (for `breaker.do` and decorated functions) waits for the run on the caller's thread, at most the
 timeout; `start_in_thread` (for `breaker.go`) returns a future, which the worker resolves, or the timer when the
 timeout comes first. The worker runs `run_attempt` (for `call_in_thread`, the generated entries hand it their copy
-of it, with the engine's steps inlined: the worker's side is on the path the caller waits on). Either way exactly one side settles the call's outcome: whichever claims the `Attempt`
-first (`breaker._core.lockfree.claim` on the attempt's ``once``: only one taker ever gets it). The
-other side only does its own bookkeeping: a run that lost to its timeout gives its ticket back when it really
-returns (`Engine.finish_abandoned`), so that ``max_concurrent_requests`` bounds the threads a hung dependency can
-hold. The outcome is counted and the ticket is back before the caller is woken or the future resolved. Here the
-timeout is the race's to decide: a run that settles first stands, however long it took.
+of it, with the engine's steps inlined: the worker's side is on the path the caller waits on). Either way exactly
+one side settles the call's outcome: whichever claims the `Attempt` first (`breaker._core.lockfree.claim` on the
+attempt's ``once``: only one taker ever gets it). The other side only does its own bookkeeping: a run that lost to
+its timeout gives its ticket back when it really returns (`Engine.finish_abandoned`), so that
+``max_concurrent_requests`` bounds the threads a hung dependency can hold. The outcome is counted and the ticket is
+back before the caller is woken or the future resolved. Here the timeout is the race's to decide: a run that settles
+first stands, however long it took.
 
-Durations. The worker measures the run. When no fallback follows, it counts the run's duration as the call's
-too: the hand-off to the worker and back, some microseconds, is left out, as hystrix-go leaves it out. When a
-fallback follows, it counts the run, and the caller the whole call, fallback included. A `go()` future counts
-its whole duration, from `go()` to its answer, when it is resolved.
+Durations. The worker measures the run. When no fallback follows, it counts the run's duration as the call's too:
+the hand-off to the worker and back, some microseconds, is left out, as hystrix-go leaves it out. When a fallback
+follows, it counts the run, and the caller the whole call, fallback included. A `go()` future counts its whole
+duration, from `go()` to its answer, when it is resolved.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ generator makes today (CI runs ``python tools/generate.py --check`` too).
 
 from __future__ import annotations
 
+import ast
 import importlib
 import sys
 import textwrap
@@ -177,3 +178,120 @@ def test_an_argument_evaluated_twice_is_bound_once(package: Callable[[str], Path
 def test_the_library_generated_module_is_current() -> None:
     """breaker/_run/_generated.py is exactly what the generator makes from today's sources."""
     assert generate.OUTPUT.read_text() == generate.generate(), "stale: run python tools/generate.py"
+
+
+SETTLING = '''
+from pkg.events import FAILURE, SUCCESS, TIMEOUT, BOTH, RUN
+
+
+def use(x, log):
+    """Each test of ``event`` below is decided where ``event`` was last assigned a constant."""
+    if x < 0:
+        event = FAILURE
+    elif x == 0:
+        event = TIMEOUT if log is not None else SUCCESS
+    else:
+        event = SUCCESS
+        if x > 5:
+            log = None
+    if event == SUCCESS:
+        scope = RUN
+    else:
+        scope = BOTH if x > -10 else RUN
+    if event == FAILURE and x > -5:
+        return ("failed", scope)
+    return (event, scope, log)
+'''
+
+EVENTS = """
+FAILURE = "failure"
+SUCCESS = "success"
+TIMEOUT = "timeout"
+BOTH = object()
+RUN = object()
+"""
+
+
+def test_tests_on_constants_are_settled_where_the_value_is_known(package: Callable[[str], Path]) -> None:
+    """Jump threading and folding: every ``if event ...`` is decided in the branch that assigned ``event``, the
+    tests disappear from the copy, and the copy answers as the source for every path."""
+    root = package(SETTLING)
+    (root / "pkg" / "events.py").write_text(EVENTS)
+    text, module = generated(root)
+    entries = importlib.import_module("pkg.entries")
+    for x in (-20, -7, -3, 0, 1, 9):
+        for log in (None, "log"):
+            assert module.use(x, log) == entries.use(x, log), (x, log)
+    body = text.split('"""Each test', 1)[1]
+    assert "if event" not in body, text
+    assert "== SUCCESS" not in body, text
+    assert "== FAILURE" not in body, text
+
+
+def test_a_test_not_decided_on_every_path_is_left_in_place(package: Callable[[str], Path]) -> None:
+    """Where one tail does not settle the test (the variable came from an argument), nothing is copied."""
+    root = package("""
+        from pkg.events import FAILURE, SUCCESS
+
+
+        def use(x, event):
+            if x > 0:
+                event = SUCCESS
+            else:
+                x = -x
+            if event == FAILURE:
+                return -x
+            return x
+    """)
+    (root / "pkg" / "events.py").write_text(EVENTS)
+    text, module = generated(root)
+    entries = importlib.import_module("pkg.entries")
+    for x in (-2, 0, 3):
+        for event in ("failure", "success", "other"):
+            assert module.use(x, event) == entries.use(x, event), (x, event)
+    assert text.count("if event == FAILURE") == 1, text
+
+
+def test_dead_stores_of_constants_go_and_live_ones_stay(package: Callable[[str], Path]) -> None:
+    """After settling, an assignment of a constant nothing reads is removed; one a closure reads is kept."""
+    root = package("""
+        from pkg.events import BOTH, FAILURE, RUN, SUCCESS
+
+
+        def use(x, log):
+            scope = BOTH
+            if x > 0:
+                event = SUCCESS
+                later = RUN
+            else:
+                event = FAILURE
+                later = BOTH
+            if event == SUCCESS:
+                return x
+
+            def read():
+                return later
+
+            return read() is BOTH
+    """)
+    (root / "pkg" / "events.py").write_text(EVENTS)
+    text, module = generated(root)
+    entries = importlib.import_module("pkg.entries")
+    for x in (-1, 0, 2):
+        assert module.use(x, None) == entries.use(x, None), x
+    assert "scope =" not in text, text
+    assert "event =" not in text, text
+    assert "later = RUN" in text, text
+    assert "later = BOTH" in text, text
+
+
+def test_identity_of_equal_values_is_never_assumed() -> None:
+    """``a is b`` for two equal strings depends on interning: the folder leaves it to run time."""
+    assert generate.compare_constants(ast.Is(), "failure", "failure") is None
+    assert generate.compare_constants(ast.IsNot(), "failure", "success") is True
+    assert generate.compare_constants(ast.Eq(), "failure", "failure") is True
+    assert generate.compare_constants(ast.Eq(), 1, "1") is None
+    one, other = generate.Unique("m.ONE"), generate.Unique("m.OTHER")
+    assert generate.compare_constants(ast.Is(), one, one) is True
+    assert generate.compare_constants(ast.Is(), one, other) is False
+    assert generate.compare_constants(ast.Eq(), one, other) is None
