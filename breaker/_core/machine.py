@@ -8,7 +8,8 @@ Netflix Hystrix's states, with hystrix-go's defects fixed:
 - HALF_OPEN: calls are short-circuited while the probe runs. Only the probe's own outcome moves the circuit:
   success closes it (and the engine clears the window); failure, timeout or rejection reopens it with a fresh
   sleep window; a bad request or a cancelled probe frees the slot for the next call. A probe that outlives its
-  deadline without reporting (caller isolation) counts as failed when the next call arrives.
+  deadline (its start plus the timeout, the current one if it was reconfigured meanwhile) without reporting
+  counts as failed when the next call arrives.
 - ``force_open`` / ``force_closed`` override the states underneath while set (reported as FORCED_OPEN /
   FORCED_CLOSED); changes underneath are not reported then.
 
@@ -57,10 +58,14 @@ class StateMachine:
         return f"<StateMachine {self.visible.value}>"
 
     def configure(self, settings: Settings) -> None:
-        """New settings, at once: the sleep window and the force flags."""
+        """New settings, at once: the sleep window, the force flags, and the deadline of a probe in flight (its
+        start plus the new timeout: a probe started with no timeout cannot keep the circuit half-open for good
+        once one is set)."""
         self.sleep_window = settings.sleep_window
         self.force_open = settings.force_open
         self.force_closed = settings.force_closed
+        if self.probe is not None:
+            self.probe.deadline = self.probe.started + settings.timeout
 
     # -- what it says -------------------------------------------------------------------------------------------
 
@@ -129,7 +134,7 @@ class StateMachine:
         return self._start_probe(now, timeout), None
 
     def _start_probe(self, now: float, timeout: float) -> Probe:
-        self.probe = probe = Probe(now + timeout)
+        self.probe = probe = Probe(now, timeout)
         return probe
 
     def end_probe(self, event: int, now: float) -> tuple[Transition, bool]:

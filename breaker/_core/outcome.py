@@ -3,10 +3,16 @@
 Every driver asks its circuit's engine for an admission before running anything, and applies `returned_event`
 or `raised_event` when the run ends: these are the whole contract between one call and its circuit, written
 once, here.
+
+The rule runs one piece of user code: the ``isinstance`` check of an error against the command's
+``ignored_exceptions``, which a type with a custom ``__instancecheck__`` can make raise. Such a check decides
+nothing: the error is not ignored, so the call is the run's failure, and the check's own error is logged (once per
+configuration and error type: the only thing this pure module reports, through the standard `logging` module).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Final
 
 from .errors import CircuitOpenError, MaxConcurrencyError
@@ -24,6 +30,7 @@ __all__ = [
     "Admission",
     "Probe",
     "in_time",
+    "is_ignored",
     "raised_event",
     "refusal",
     "returned_event",
@@ -55,14 +62,16 @@ class Probe(Admission):
     the outcome of the circuit's current probe moves it (a late one from an earlier probe is an ordinary outcome).
 
     Attributes:
+        started: When the probe was let through.
         deadline: When the probe counts as failed if it has not reported (its start plus the timeout).
     """
 
-    __slots__ = ("deadline",)
+    __slots__ = ("deadline", "started")
 
-    def __init__(self, deadline: float) -> None:
+    def __init__(self, started: float, timeout: float) -> None:
         super().__init__("probe")
-        self.deadline = deadline
+        self.started = started
+        self.deadline = started + timeout
 
 
 #: An ordinary call admitted to a closed circuit: it holds a ticket.
@@ -97,13 +106,40 @@ def raised_event(
     the driver's deadline ``expired`` or an `Exception` came after ``timeout``; else a failure (a `BaseException`
     such as `KeyboardInterrupt` is a failure, however late).
     """
-    if ignored and isinstance(error, ignored):
+    if ignored and is_ignored(error, ignored):
         event = BAD_REQUEST
     elif expired or (not in_time(seconds, timeout) and isinstance(error, Exception)):
         event = TIMEOUT
     else:
         event = FAILURE
     return event
+
+
+logger = logging.getLogger("breaker")
+#: The (ignored types, error type) pairs whose broken check was logged already; cleared when it grows past
+#: `_REPORTED_MAX`, so that it stays bounded. Set operations are atomic in CPython, and a pair logged twice by
+#: two threads racing here does no harm.
+_reported: set[tuple[tuple[type[BaseException], ...], type[BaseException]]] = set()
+_REPORTED_MAX: Final = 1024
+
+
+def is_ignored(error: BaseException, ignored: tuple[type[BaseException], ...]) -> bool:
+    """Whether ``error`` is one of the ``ignored`` types; False when checking raises (see the module docstring)."""
+    try:
+        return isinstance(error, ignored)
+    except Exception:  # a broken __instancecheck__: the error is not ignored, and the check's error is logged
+        key = (ignored, type(error))
+        if key not in _reported:
+            if len(_reported) >= _REPORTED_MAX:
+                _reported.clear()
+            _reported.add(key)
+            logger.exception(
+                "checking %s against ignored_exceptions %r raised: it is not ignored, the call counts as a failure "
+                "(logged once per configuration and error type)",
+                type(error).__name__,
+                ignored,
+            )
+        return False
 
 
 @inline

@@ -23,12 +23,12 @@ from breaker._core.errors import CircuitOpenError, MaxConcurrencyError
 from breaker._core.events import BAD_REQUEST, CANCELLED, FAILURE, SUCCESS, TIMEOUT
 from breaker._core.latency import BOTH, RUN
 from breaker._core.lockfree import NOT_DONE, SETTLE, Tally, claim
-from breaker._core.outcome import ADMITTED, Admission, SHORT_CIRCUITED, UNDECIDED
+from breaker._core.outcome import ADMITTED, Admission, SHORT_CIRCUITED, UNDECIDED, is_ignored
 from breaker._registry import check_callable
 from breaker._run.aio import COROUTINE, INFINITY, NotAwaitable, admission_for, deadline_after, fall_back_async, settle
-from breaker._run.answer import EMPTY, Fallback, fall_back, timeout_error
+from breaker._run.answer import AWAITABLES, EMPTY, Fallback, awaitable_refused, fall_back, timeout_error
 from breaker._run.entries import STALE, observed, observed_async
-from breaker._run.threaded import Attempt, _TIMEOUT_MAX
+from breaker._run.threaded import Attempt, NEVER_RAN, _TIMEOUT_MAX
 from breaker._run.workers import Wake
 from collections.abc import Awaitable, Callable, Coroutine
 from math import trunc
@@ -177,7 +177,7 @@ def do(name: str, run: Callable[[], T], fallback: Callable[[Exception], T] | Non
         end = clock()
         seconds = end - call_start
         raised_event_ignored = core.ignored
-        if raised_event_ignored and isinstance(call_error, raised_event_ignored):
+        if raised_event_ignored and is_ignored(call_error, raised_event_ignored):
             event = BAD_REQUEST
         elif not seconds <= core.timeout and isinstance(call_error, Exception):
             event = TIMEOUT
@@ -233,6 +233,9 @@ def do(name: str, run: Callable[[], T], fallback: Callable[[Exception], T] | Non
         return fall_back(
             core, call_error if event == FAILURE else timeout_error(core, call_error), (), {}, fallback, call_start
         )
+    if value.__class__ in AWAITABLES:
+        core.withdraw(call_admission)
+        raise awaitable_refused(core, value)
     end = clock()
     seconds = end - call_start
     if seconds <= core.timeout:
@@ -386,7 +389,7 @@ def sync_wrapper(name: str, fn: Callable[P, T], fallback: Fallback[T] | None) ->
             end = clock()
             seconds = end - call_start
             raised_event_ignored = engine.ignored
-            if raised_event_ignored and isinstance(call_error, raised_event_ignored):
+            if raised_event_ignored and is_ignored(call_error, raised_event_ignored):
                 event = BAD_REQUEST
             elif not seconds <= engine.timeout and isinstance(call_error, Exception):
                 event = TIMEOUT
@@ -447,6 +450,9 @@ def sync_wrapper(name: str, fn: Callable[P, T], fallback: Fallback[T] | None) ->
                 fallback,
                 call_start,
             )
+        if value.__class__ in AWAITABLES:
+            engine.withdraw(call_admission)
+            raise awaitable_refused(engine, value)
         end = clock()
         seconds = end - call_start
         if seconds <= engine.timeout:
@@ -492,7 +498,7 @@ def work_in_thread(attempt: Attempt[Any]) -> Wake | None:
         attempt.error = error
         raised_event_seconds = end - begin
         raised_event_ignored = core.ignored
-        if raised_event_ignored and isinstance(error, raised_event_ignored):
+        if raised_event_ignored and is_ignored(error, raised_event_ignored):
             event = BAD_REQUEST
         elif not raised_event_seconds <= math.inf and isinstance(error, Exception):
             event = TIMEOUT
@@ -508,6 +514,11 @@ def work_in_thread(attempt: Attempt[Any]) -> Wake | None:
         core.finish_abandoned(seconds)
         return None
     admission = attempt.admission
+    if event == SUCCESS and attempt.value.__class__ in AWAITABLES:
+        attempt.error = awaitable_refused(core, attempt.value)
+        attempt.event = NEVER_RAN
+        core.withdraw(admission)
+        return attempt.done.put
     counts_run = not attempt.COUNTS_CALL or (
         event == FAILURE and attempt.falls_back and isinstance(attempt.error, Exception)
     )
@@ -658,7 +669,7 @@ async def do_async(
         seconds = end - start
         expired = deadline is not None and deadline.expired()
         raised_event_ignored = core.ignored
-        if raised_event_ignored and isinstance(error, raised_event_ignored):
+        if raised_event_ignored and is_ignored(error, raised_event_ignored):
             event = BAD_REQUEST
         elif expired or (not seconds <= timeout and isinstance(error, Exception)):
             event = TIMEOUT
@@ -813,7 +824,7 @@ def async_wrapper(
             seconds = end - start
             expired = deadline is not None and deadline.expired()
             raised_event_ignored = engine.ignored
-            if raised_event_ignored and isinstance(error, raised_event_ignored):
+            if raised_event_ignored and is_ignored(error, raised_event_ignored):
                 event = BAD_REQUEST
             elif expired or (not seconds <= timeout and isinstance(error, Exception)):
                 event = TIMEOUT

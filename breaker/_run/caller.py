@@ -17,7 +17,7 @@ from breaker._core.inline import inline
 from breaker._core.latency import BOTH, RUN
 from breaker._core.outcome import ADMITTED, in_time, raised_event, refusal
 
-from .answer import Args, Fallback, Kwargs, fall_back, timeout_error
+from .answer import AWAITABLES, Args, Fallback, Kwargs, awaitable_refused, fall_back, timeout_error
 
 __all__ = ["call"]
 
@@ -54,6 +54,9 @@ def call(core: Engine, fn: Callable[..., T], args: Args, kwargs: Kwargs, fallbac
             raise  # the run's own exception, unchanged
         assert fallback is not None  # else the call was answered above
         return fall_back(core, error if event == FAILURE else timeout_error(core, error), args, kwargs, fallback, start)
+    if value.__class__ in AWAITABLES:  # an async function's work, never awaited: it never ran
+        core.withdraw(admission)
+        raise awaitable_refused(core, value)
     end = clock()
     seconds = end - start
     if in_time(seconds, core.timeout):

@@ -33,7 +33,7 @@ from breaker._core.latency import BOTH, RUN
 from breaker._core.lockfree import claim
 from breaker._core.outcome import ADMITTED, Admission, raised_event, refusal
 
-from .answer import Args, Fallback, Kwargs, fall_back, timeout_error
+from .answer import AWAITABLES, Args, Fallback, Kwargs, awaitable_refused, fall_back, timeout_error
 from .workers import Timer, Wake, Work, WorkerPool
 
 __all__ = ["Attempt", "call_in_thread", "run_attempt", "start_in_thread"]
@@ -41,6 +41,8 @@ __all__ = ["Attempt", "call_in_thread", "run_attempt", "start_in_thread"]
 T = TypeVar("T")
 
 _TIMEOUT_MAX = threading.TIMEOUT_MAX
+#: An attempt's event when its run returned an awaitable: refused, nothing counted (see `answer.AWAITABLES`).
+NEVER_RAN = -1
 
 
 class Attempt(Generic[T]):  # Generic costs nothing per instance: it defines no __new__ or __init__
@@ -123,6 +125,11 @@ def run_attempt(attempt: Attempt[Any]) -> Wake | None:
         core.finish_abandoned(seconds)
         return None
     admission = attempt.admission
+    if event == SUCCESS and attempt.value.__class__ in AWAITABLES:  # an async function's work: it never ran
+        attempt.error = awaitable_refused(core, attempt.value)
+        attempt.event = NEVER_RAN
+        core.withdraw(admission)
+        return attempt.done.put
     counts_run = not attempt.COUNTS_CALL or (
         event == FAILURE and attempt.falls_back and isinstance(attempt.error, Exception)
     )
@@ -206,7 +213,7 @@ class FutureAttempt(Attempt[T]):
         if self.timer_entry is not None:
             self.timer.cancel(self.timer_entry)
         if settled:
-            self._resolve(self.answer, (), {}, self.fallback)
+            self._resolve(self.event != NEVER_RAN, self.answer, (), {}, self.fallback)
 
     def expire(self) -> None:
         """On the timer thread: the timeout came."""
@@ -222,22 +229,25 @@ class FutureAttempt(Attempt[T]):
             self.answer_timeout()
 
     def answer_timeout(self) -> None:
-        self._resolve(self._fall_back, timeout_error(self.core, None))
+        self._resolve(True, self._fall_back, timeout_error(self.core, None))
 
     def _fall_back(self, error: BaseException) -> T:
         if self.fallback is None:
             raise error
         return fall_back(self.core, error, (), {}, self.fallback, None)
 
-    def _resolve(self, answer: Callable[..., T], *args: Any) -> None:
-        """Resolve the future with ``answer(*args)``, after recording the call's duration (from go() to answer)."""
+    def _resolve(self, counted: bool, answer: Callable[..., T], *args: Any) -> None:
+        """Resolve the future with ``answer(*args)``, after recording the call's duration (from go() to answer)
+        if the call is ``counted``."""
         try:
             value = answer(*args)
         except BaseException as error:
-            self.core.record_total(self.core.clock() - self.start)
+            if counted:
+                self.core.record_total(self.core.clock() - self.start)
             self.future.set_exception(error)
         else:
-            self.core.record_total(self.core.clock() - self.start)
+            if counted:
+                self.core.record_total(self.core.clock() - self.start)
             self.future.set_result(value)
 
 

@@ -75,9 +75,13 @@ class WorkerPool:
             inbox.put(task)
             return
         inbox = queue.SimpleQueue()
+        # The first task goes through the inbox too: a Thread keeps its args until its target returns, and the
+        # worker must not keep its first call (its function, arguments and result) alive for its whole life.
+        inbox.put(task)
+        del task
         thread = threading.Thread(
             target=self._serve,
-            args=(inbox, task, generation),
+            args=(inbox, generation),
             name=f"breaker-worker-{next(_thread_ids)}",
             daemon=True,
         )
@@ -90,13 +94,9 @@ class WorkerPool:
                 self._threads.discard(thread)
             raise
 
-    def _serve(
-        self,
-        inbox: queue.SimpleQueue[tuple[Work[Any], Any] | None],
-        task: tuple[Work[Any], Any] | None,
-        generation: int,
-    ) -> None:
+    def _serve(self, inbox: queue.SimpleQueue[tuple[Work[Any], Any] | None], generation: int) -> None:
         me = threading.current_thread()
+        task = inbox.get()  # the task it was started for
         try:
             while task is not None:  # None: _STOP
                 work, subject = task

@@ -144,6 +144,7 @@ class Model:
         self.opened_at = -math.inf
         self.probe_in_flight = False
         self.probe_id = 0
+        self.probe_started = math.inf
         self.probe_deadline = math.inf
         self.held = 0  # tickets held by calls in flight
         self.transitions: list[Transition] = []
@@ -228,6 +229,7 @@ class Model:
             self.move(HALF_OPEN)
             self.probe_in_flight = True
             self.probe_id = code
+            self.probe_started = self.now
             self.probe_deadline = self.now + self.config.timeout
         elif code == MODEL_REJECTED:
             self.count(REJECTED)
@@ -259,9 +261,12 @@ class Model:
         self.evaluate()
 
     def configure(self, config: Config) -> None:
-        """New settings apply at once and keep the counts; a forced state change is reported."""
+        """New settings apply at once and keep the counts (a probe in flight is judged by the new timeout from its
+        start); a forced state change is reported."""
         before = self.reported()
         self.config = config
+        if self.probe_in_flight:
+            self.probe_deadline = self.probe_started + config.timeout
         after = self.reported()
         if after is not before:
             self.transitions.append((before, after))
