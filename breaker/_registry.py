@@ -3,6 +3,9 @@
 One `Registry` is current at a time (`current`); `breaker.testing` swaps in an isolated one. The entry points
 read ``engines`` without a lock (a dict lookup is atomic, and a free-threaded dict is internally locked);
 creation and configuration take the registry's lock.
+
+Command names are checked (`check_name`) before anything is looked up or counted: a str (a str subclass is taken as
+its plain text), not empty, encodable as UTF-8.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from ._core.events import State
 from ._core.health import error_percentage
 from ._core.metrics import Collector, CollectorFactory
 from ._core.settings import BUILTIN, CommandConfig, Settings
+from ._core.validation import command_name
 from ._run.workers import Timer, WorkerPool
 
 __all__ = ["Registry", "current"]
@@ -30,11 +34,13 @@ Listener = Callable[[str, State, State], object]
 
 
 def check_name(name: object) -> str:
-    if not isinstance(name, str):
-        raise TypeError(f"a command name must be a str, got {type(name).__name__} {name!r}")
-    if not name:
-        raise ValueError("a command name must not be empty")
-    return name
+    """``name`` as a command name (an exact str; see `breaker._core.validation.command_name`).
+
+    Raises:
+        TypeError: It is not a str.
+        ValueError: It is empty, or UTF-8 cannot encode it (a lone surrogate).
+    """
+    return command_name(name)
 
 
 def check_config(config: object, what: str) -> CommandConfig:
@@ -94,11 +100,9 @@ class Registry:
         return {name: engine.circuit for name, engine in list(self.engines.items()) if engine.circuit is not None}
 
     def get_engine(self, name: str) -> tuple[Engine, bool]:
-        try:
-            engine = self.engines.get(name)
-        except TypeError:  # unhashable: say what a name must be
-            check_name(name)
-            raise
+        if type(name) is not str:  # a subclass, or no str at all: checked before a __hash__ or __eq__ of its own runs
+            name = check_name(name)
+        engine = self.engines.get(name)
         if engine is not None:
             return engine, False
         check_name(name)
@@ -163,7 +167,7 @@ class Registry:
     # -- configuration ----------------------------------------------------------------------------------------
 
     def get_settings(self, name: str) -> Settings:
-        check_name(name)
+        name = check_name(name)
         settings = self._settings.get(name)
         if settings is None:
             config = self._configs.get(name)
@@ -175,12 +179,13 @@ class Registry:
             raise TypeError(
                 f"configure() takes a mapping of command name to CommandConfig, got {type(configs).__name__}"
             )
-        for name, config in configs.items():
-            check_name(name)
-            check_config(config, f"the config of {name!r}")
+        checked: dict[str, CommandConfig] = {}
+        for key, config in configs.items():
+            name = check_name(key)
+            checked[name] = check_config(config, f"the config of {name!r}")
         with self._lock:  # settings and circuits change together; nothing is applied unless all resolve
-            resolved = {name: config.over(self._default_settings) for name, config in configs.items()}
-            self._configs.update(configs)
+            resolved = {name: config.over(self._default_settings) for name, config in checked.items()}
+            self._configs.update(checked)
             self._settings.update(resolved)
             changed = [(self.engines[n], s) for n, s in resolved.items() if n in self.engines]
         for engine, settings in changed:
