@@ -6,6 +6,14 @@ creation and configuration take the registry's lock.
 
 Command names are checked (`check_name`) before anything is looked up or counted: a str (a str subclass is taken as
 its plain text), not empty, encodable as UTF-8.
+
+A configuration change (`Registry.configure`, `Registry.configure_defaults`) is all or nothing, live circuits
+included. Every new `Settings` is resolved, so checked whole, before anything changes; settings that pass can be
+applied to any live circuit (their bounds keep the tickets and window buckets a circuit makes small, and its
+arithmetic exact), so `Engine.configure` refuses nothing. What can still fail while the circuits apply them is
+what they read: the registry's clock (a user's, through `breaker.testing`), or memory. Then the change is undone:
+the registry's configuration goes back to what it was and the circuits that took the new settings take the old
+ones again, and the error propagates. Changes apply one at a time, in the order they were made.
 """
 
 from __future__ import annotations
@@ -67,6 +75,11 @@ class Registry:
         # Guards creation of circuits and every configuration change, so that a circuit is created once and
         # always with the settings current at that moment.
         self._lock = threading.Lock()
+        # Held across a whole configuration change, applying to the circuits included (not under ``_lock``: that
+        # runs listeners and logging), so that changes apply in the order made and an undone change restores
+        # exactly what it replaced. Reentrant: a state-change listener may configure from inside a change (but must
+        # not wait for another thread that configures).
+        self._configuring = threading.RLock()
         self._defaults = CommandConfig()
         self._default_settings = BUILTIN
         self._configs: dict[str, CommandConfig] = {}
@@ -175,6 +188,12 @@ class Registry:
         return settings
 
     def configure(self, configs: Mapping[str, CommandConfig]) -> None:
+        """Set the config of each command of ``configs``: all or nothing, live circuits included.
+
+        Raises:
+            TypeError, ValueError: A bad name or config, or settings that do not fit together (nothing changed).
+            Exception: Whatever applying to a live circuit raised (the registry's clock): the change was undone.
+        """
         if not isinstance(configs, Mapping):
             raise TypeError(
                 f"configure() takes a mapping of command name to CommandConfig, got {type(configs).__name__}"
@@ -183,25 +202,62 @@ class Registry:
         for key, config in configs.items():
             name = check_name(key)
             checked[name] = check_config(config, f"the config of {name!r}")
-        with self._lock:  # settings and circuits change together; nothing is applied unless all resolve
-            resolved = {name: config.over(self._default_settings) for name, config in checked.items()}
-            self._configs.update(checked)
-            self._settings.update(resolved)
-            changed = [(self.engines[n], s) for n, s in resolved.items() if n in self.engines]
-        for engine, settings in changed:
-            engine.configure(settings)
+        with self._configuring:  # one change at a time, in order (see __init__)
+            with self._lock:  # settings and circuits change together; nothing changes unless all resolve
+                before = self._snapshot()
+                resolved = {name: config.over(self._default_settings) for name, config in checked.items()}
+                self._configs = {**self._configs, **checked}
+                self._settings = {**self._settings, **resolved}
+                changed = [(engine, resolved[name]) for name, engine in self.engines.items() if name in resolved]
+            self._apply(changed, before)
 
     def configure_defaults(self, config: CommandConfig) -> None:
+        """Make ``config`` the global defaults: all or nothing, live circuits included (see `configure`)."""
         check_config(config, "configure_defaults() argument")
-        with self._lock:  # settings and circuits change together; nothing is applied unless all resolve
-            defaults = config.over(BUILTIN)
-            settings = {name: c.over(defaults) for name, c in self._configs.items()}
-            self._defaults = config
-            self._default_settings = defaults
-            self._settings = settings
-            changed = [(e, settings.get(e.name, defaults)) for e in self.engines.values()]
-        for engine, resolved in changed:
-            engine.configure(resolved)
+        with self._configuring:  # one change at a time, in order (see __init__)
+            with self._lock:  # settings and circuits change together; nothing changes unless all resolve
+                before = self._snapshot()
+                defaults = config.over(BUILTIN)
+                settings = {name: c.over(defaults) for name, c in self._configs.items()}
+                self._defaults = config
+                self._default_settings = defaults
+                self._settings = settings
+                changed = [(e, settings.get(e.name, defaults)) for e in self.engines.values()]
+            self._apply(changed, before)
+
+    def _snapshot(self) -> tuple[CommandConfig, Settings, dict[str, CommandConfig], dict[str, Settings]]:
+        """The configuration as it is (under the lock): what an undone change restores. Its dicts are never
+        changed in place, only replaced."""
+        return self._defaults, self._default_settings, self._configs, self._settings
+
+    def _apply(
+        self,
+        changed: list[tuple[Engine, Settings]],
+        before: tuple[CommandConfig, Settings, dict[str, CommandConfig], dict[str, Settings]],
+    ) -> None:
+        """Give each engine its new settings (outside the lock: state changes are delivered to listeners); if one
+        raises, restore ``before`` and the old settings of every engine that may have taken the new ones."""
+        olds: list[tuple[Engine, Settings]] = []
+        try:
+            for engine, settings in changed:
+                olds.append((engine, engine.settings))  # first: an engine that fails half-way is restored too
+                engine.configure(settings)
+        except BaseException:
+            with self._lock:  # the configuration goes back as a whole
+                self._defaults, self._default_settings, self._configs, self._settings = before
+                touched = {id(engine) for engine, _ in olds}
+                # A circuit created meanwhile took the new settings: it goes back to what it resolves to now.
+                born = [
+                    (e, self.get_settings(e.name))
+                    for e in self.engines.values()
+                    if id(e) not in touched and e.settings is not self.get_settings(e.name)
+                ]
+            for engine, settings in [*reversed(olds), *born]:
+                try:
+                    engine.configure(settings)
+                except Exception:  # noqa: PERF203 - restore the others; the first error is the one raised
+                    logger.exception("circuit %r could not go back to its settings after a failed change", engine.name)
+            raise
 
     # -- state changes ----------------------------------------------------------------------------------------
 
