@@ -31,6 +31,7 @@ from ._core.health import error_percentage
 from ._core.metrics import Collector, CollectorFactory
 from ._core.settings import BUILTIN, CommandConfig, Settings
 from ._core.validation import command_name
+from ._run.observe import Guarded
 from ._run.workers import Timer, WorkerPool
 
 __all__ = ["Registry", "current"]
@@ -122,7 +123,7 @@ class Registry:
         while True:
             factories = self.collector_factories
             # User code, so not under the lock: made ahead, and dropped if another thread creates the circuit.
-            collectors = make_collectors(factories, name)
+            collectors = make_collectors(factories, name, self.clock)
             with self._lock:  # re-check: another thread may have created it since the lookup above
                 engine = self.engines.get(name)
                 if engine is not None:
@@ -144,7 +145,7 @@ class Registry:
             self.collector_factories = (*self.collector_factories, factory)
             existing = list(self.engines.values())
         for engine in existing:  # user code: outside the lock
-            made = make_collectors((factory,), engine.name)
+            made = make_collectors((factory,), engine.name, self.clock)
             if made:
                 engine.add_collectors(made)
 
@@ -172,10 +173,7 @@ class Registry:
         self.timer.stop_idle()
         for engine in dropped.values():
             for collector in engine.collectors:
-                try:
-                    collector.reset()
-                except Exception:  # noqa: PERF203 - a collector's failure must not stop the flush
-                    logger.exception("collector %r of command %r failed to reset; skipped", collector, engine.name)
+                collector.reset()  # a `Guarded`: logs what the collector raises, never raises
 
     # -- configuration ----------------------------------------------------------------------------------------
 
@@ -297,8 +295,11 @@ class Registry:
         self.timer.reinit_after_fork()
 
 
-def make_collectors(factories: tuple[CollectorFactory, ...], name: str) -> tuple[Collector, ...]:
-    """``factory(name)`` for each factory; one that raises is logged and skipped, None means none for ``name``."""
+def make_collectors(
+    factories: tuple[CollectorFactory, ...], name: str, clock: Clock = time.monotonic
+) -> tuple[Collector, ...]:
+    """``factory(name)`` for each factory, each in a `Guarded` reading ``clock``; one that raises is logged and
+    skipped, None means none for ``name``."""
     collectors = []
     for factory in factories:
         try:
@@ -307,7 +308,7 @@ def make_collectors(factories: tuple[CollectorFactory, ...], name: str) -> tuple
             logger.exception("collector factory %r failed for command %r; skipped", factory, name)
         else:
             if collector is not None:  # None: this factory does not collect this command
-                collectors.append(collector)
+                collectors.append(Guarded(collector, name, clock))
     return tuple(collectors)
 
 
