@@ -30,7 +30,7 @@ from ._core.events import State
 from ._core.health import error_percentage
 from ._core.metrics import Collector, CollectorFactory
 from ._core.settings import BUILTIN, CommandConfig, Settings
-from ._core.validation import command_name
+from ._core.validation import command_name, show
 from ._run.observe import Guarded
 from ._run.workers import Timer, WorkerPool
 
@@ -53,9 +53,23 @@ def check_name(name: object) -> str:
 
 
 def check_config(config: object, what: str) -> CommandConfig:
-    if not isinstance(config, CommandConfig):
-        raise TypeError(f"{what} must be a breaker.CommandConfig, got {type(config).__name__} {config!r}")
+    """``config`` if it is a `CommandConfig` (by its real type: ``__class__`` can lie).
+
+    Its fields are checked again whatever happened to it since it was built, when `resolve` makes `Settings` of it.
+    """
+    if not (isinstance(config, CommandConfig) and issubclass(type(config), CommandConfig)):  # the type checker's, ours
+        raise TypeError(f"{what} must be a breaker.CommandConfig, got {type(config).__name__} {show(config)}")
     return config
+
+
+def resolve(config: CommandConfig, base: Settings) -> Settings:
+    """``config`` over ``base``, by `CommandConfig.over` itself (not a subclass's override). The result is a
+    `Settings`, so every field passed its rule and the fields fit together.
+
+    Raises:
+        TypeError, ValueError: They do not (naming the field).
+    """
+    return CommandConfig.over(config, base)
 
 
 def check_callable(what: str, name: object, value: object, *, optional: bool = False) -> None:
@@ -182,7 +196,7 @@ class Registry:
         settings = self._settings.get(name)
         if settings is None:
             config = self._configs.get(name)
-            settings = self._default_settings if config is None else config.over(self._default_settings)
+            settings = self._default_settings if config is None else resolve(config, self._default_settings)
         return settings
 
     def configure(self, configs: Mapping[str, CommandConfig]) -> None:
@@ -203,7 +217,7 @@ class Registry:
         with self._configuring:  # one change at a time, in order (see __init__)
             with self._lock:  # settings and circuits change together; nothing changes unless all resolve
                 before = self._snapshot()
-                resolved = {name: config.over(self._default_settings) for name, config in checked.items()}
+                resolved = {name: resolve(config, self._default_settings) for name, config in checked.items()}
                 self._configs = {**self._configs, **checked}
                 self._settings = {**self._settings, **resolved}
                 changed = [(engine, resolved[name]) for name, engine in self.engines.items() if name in resolved]
@@ -215,8 +229,8 @@ class Registry:
         with self._configuring:  # one change at a time, in order (see __init__)
             with self._lock:  # settings and circuits change together; nothing changes unless all resolve
                 before = self._snapshot()
-                defaults = config.over(BUILTIN)
-                settings = {name: c.over(defaults) for name, c in self._configs.items()}
+                defaults = resolve(config, BUILTIN)
+                settings = {name: resolve(c, defaults) for name, c in self._configs.items()}
                 self._defaults = config
                 self._default_settings = defaults
                 self._settings = settings

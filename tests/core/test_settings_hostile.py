@@ -460,6 +460,48 @@ def test_fields_that_do_not_fit_are_refused_by_every_entry_point(configure: Call
     assert breaker.get_settings("other") == BUILTIN
 
 
+@pytest.mark.parametrize(
+    "configure",
+    [
+        pytest.param(lambda c: breaker.configure_command(NAME, c), id="configure_command"),
+        pytest.param(lambda c: breaker.configure({"other": CommandConfig(), NAME: c}), id="configure"),
+        pytest.param(breaker.configure_defaults, id="configure_defaults"),
+    ],
+)
+@pytest.mark.parametrize(
+    ("field", "value", "error"),
+    [
+        pytest.param("max_concurrent_requests", 10**12, ValueError, id="tickets"),
+        pytest.param("timeout", 10**400, ValueError, id="timeout"),
+        pytest.param("isolation", EqualsEverything(), TypeError, id="isolation"),
+    ],
+)
+def test_config_changed_after_it_was_built_is_refused_by_every_entry_point(
+    configure: Callable[[CommandConfig], None], field: str, value: object, error: type[Exception]
+) -> None:
+    """A config whose frozen field was forced afterwards is checked again when resolved: refused, nothing changes."""
+    config = CommandConfig()
+    object.__setattr__(config, field, value)  # what a careless user can still do to a frozen dataclass
+    circuit = breaker.get_circuit(NAME)[0]
+    with pytest.raises(error, match=rf"Settings\.{field}"):
+        configure(config)
+    assert breaker.get_settings(NAME) is BUILTIN
+    assert circuit.settings is BUILTIN
+
+
+class Sneaky(CommandConfig):
+    """A CommandConfig subclass whose over() would hand back whatever it likes."""
+
+    def over(self, base: Settings) -> Settings:
+        raise RuntimeError("a subclass's over() must not be trusted")
+
+
+def test_config_subclass_is_resolved_by_command_config_itself() -> None:
+    """The registry resolves a CommandConfig subclass with CommandConfig.over, never the subclass's override."""
+    breaker.configure_command(NAME, Sneaky(timeout=2.0))
+    assert breaker.get_settings(NAME).timeout == 2.0
+
+
 def test_largest_config_costs_little_at_the_first_call() -> None:
     """The largest ticket count and bucket counts allowed make a circuit that answers its first call at once."""
     config = CommandConfig(
