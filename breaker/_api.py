@@ -126,8 +126,10 @@ def register_collector(factory: F) -> F:
 
     ``update`` gets a `CallResult` for each call, on the caller's thread (or task), after the outcome is fixed and
     outside every lock; ``reset`` is called when `flush` drops the command's circuit. An exception in either (or
-    in the factory) is logged and skipped. Commands with collectors leave the inline fast path: a call costs a few
-    microseconds more. Returns ``factory``.
+    in the factory) is logged and skipped, never reaching the call. A collector's first failing ``update`` is
+    logged with its traceback; later ones are counted and logged as one line with the count at most once a minute
+    (on the registry's clock), and what is left of the count when ``reset`` is called. Commands with collectors
+    leave the inline fast path: a call costs a few microseconds more. Returns ``factory``.
 
     Raises:
         TypeError: ``factory`` is not callable.

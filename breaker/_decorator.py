@@ -41,7 +41,7 @@ def command(name: str, *, fallback: Callable[..., Any] | None = None) -> Callabl
             **kwargs)`` with every set of arguments the decorated function accepts (checked from both
             signatures, when both can be read).
     """
-    check_name(name)
+    name = check_name(name)  # a str subclass (an enum of names) is taken as its plain text
     check_callable("fallback", name, fallback, optional=True)
 
     def decorate(fn: Callable[P, T]) -> Callable[P, T]:

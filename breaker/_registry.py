@@ -3,6 +3,17 @@
 One `Registry` is current at a time (`current`); `breaker.testing` swaps in an isolated one. The entry points
 read ``engines`` without a lock (a dict lookup is atomic, and a free-threaded dict is internally locked);
 creation and configuration take the registry's lock.
+
+Command names are checked (`check_name`) before anything is looked up or counted: a str (a str subclass is taken as
+its plain text), not empty, encodable as UTF-8.
+
+A configuration change (`Registry.configure`, `Registry.configure_defaults`) is all or nothing, live circuits
+included. Every new `Settings` is resolved, so checked whole, before anything changes; settings that pass can be
+applied to any live circuit (their bounds keep the tickets and window buckets a circuit makes small, and its
+arithmetic exact), so `Engine.configure` refuses nothing. What can still fail while the circuits apply them is
+what they read: the registry's clock (a user's, through `breaker.testing`), or memory. Then the change is undone:
+the registry's configuration goes back to what it was and the circuits that took the new settings take the old
+ones again, and the error propagates. Changes apply one at a time, in the order they were made.
 """
 
 from __future__ import annotations
@@ -19,6 +30,8 @@ from ._core.events import State
 from ._core.health import error_percentage
 from ._core.metrics import Collector, CollectorFactory
 from ._core.settings import BUILTIN, CommandConfig, Settings
+from ._core.validation import command_name, show
+from ._run.observe import Guarded
 from ._run.workers import Timer, WorkerPool
 
 __all__ = ["Registry", "current"]
@@ -30,17 +43,33 @@ Listener = Callable[[str, State, State], object]
 
 
 def check_name(name: object) -> str:
-    if not isinstance(name, str):
-        raise TypeError(f"a command name must be a str, got {type(name).__name__} {name!r}")
-    if not name:
-        raise ValueError("a command name must not be empty")
-    return name
+    """``name`` as a command name (an exact str; see `breaker._core.validation.command_name`).
+
+    Raises:
+        TypeError: It is not a str.
+        ValueError: It is empty, or UTF-8 cannot encode it (a lone surrogate).
+    """
+    return command_name(name)
 
 
 def check_config(config: object, what: str) -> CommandConfig:
-    if not isinstance(config, CommandConfig):
-        raise TypeError(f"{what} must be a breaker.CommandConfig, got {type(config).__name__} {config!r}")
+    """``config`` if it is a `CommandConfig` (by its real type: ``__class__`` can lie).
+
+    Its fields are checked again whatever happened to it since it was built, when `resolve` makes `Settings` of it.
+    """
+    if not (isinstance(config, CommandConfig) and issubclass(type(config), CommandConfig)):  # the type checker's, ours
+        raise TypeError(f"{what} must be a breaker.CommandConfig, got {type(config).__name__} {show(config)}")
     return config
+
+
+def resolve(config: CommandConfig, base: Settings) -> Settings:
+    """``config`` over ``base``, by `CommandConfig.over` itself (not a subclass's override). The result is a
+    `Settings`, so every field passed its rule and the fields fit together.
+
+    Raises:
+        TypeError, ValueError: They do not (naming the field).
+    """
+    return CommandConfig.over(config, base)
 
 
 def check_callable(what: str, name: object, value: object, *, optional: bool = False) -> None:
@@ -61,6 +90,11 @@ class Registry:
         # Guards creation of circuits and every configuration change, so that a circuit is created once and
         # always with the settings current at that moment.
         self._lock = threading.Lock()
+        # Held across a whole configuration change, applying to the circuits included (not under ``_lock``: that
+        # runs listeners and logging), so that changes apply in the order made and an undone change restores
+        # exactly what it replaced. Reentrant: a state-change listener may configure from inside a change (but must
+        # not wait for another thread that configures).
+        self._configuring = threading.RLock()
         self._defaults = CommandConfig()
         self._default_settings = BUILTIN
         self._configs: dict[str, CommandConfig] = {}
@@ -94,18 +128,16 @@ class Registry:
         return {name: engine.circuit for name, engine in list(self.engines.items()) if engine.circuit is not None}
 
     def get_engine(self, name: str) -> tuple[Engine, bool]:
-        try:
-            engine = self.engines.get(name)
-        except TypeError:  # unhashable: say what a name must be
-            check_name(name)
-            raise
+        if type(name) is not str:  # a subclass, or no str at all: checked before a __hash__ or __eq__ of its own runs
+            name = check_name(name)
+        engine = self.engines.get(name)
         if engine is not None:
             return engine, False
         check_name(name)
         while True:
             factories = self.collector_factories
             # User code, so not under the lock: made ahead, and dropped if another thread creates the circuit.
-            collectors = make_collectors(factories, name)
+            collectors = make_collectors(factories, name, self.clock)
             with self._lock:  # re-check: another thread may have created it since the lookup above
                 engine = self.engines.get(name)
                 if engine is not None:
@@ -127,7 +159,7 @@ class Registry:
             self.collector_factories = (*self.collector_factories, factory)
             existing = list(self.engines.values())
         for engine in existing:  # user code: outside the lock
-            made = make_collectors((factory,), engine.name)
+            made = make_collectors((factory,), engine.name, self.clock)
             if made:
                 engine.add_collectors(made)
 
@@ -155,48 +187,89 @@ class Registry:
         self.timer.stop_idle()
         for engine in dropped.values():
             for collector in engine.collectors:
-                try:
-                    collector.reset()
-                except Exception:  # noqa: PERF203 - a collector's failure must not stop the flush
-                    logger.exception("collector %r of command %r failed to reset; skipped", collector, engine.name)
+                collector.reset()  # a `Guarded`: logs what the collector raises, never raises
 
     # -- configuration ----------------------------------------------------------------------------------------
 
     def get_settings(self, name: str) -> Settings:
-        check_name(name)
+        name = check_name(name)
         settings = self._settings.get(name)
         if settings is None:
             config = self._configs.get(name)
-            settings = self._default_settings if config is None else config.over(self._default_settings)
+            settings = self._default_settings if config is None else resolve(config, self._default_settings)
         return settings
 
     def configure(self, configs: Mapping[str, CommandConfig]) -> None:
+        """Set the config of each command of ``configs``: all or nothing, live circuits included.
+
+        Raises:
+            TypeError, ValueError: A bad name or config, or settings that do not fit together (nothing changed).
+            Exception: Whatever applying to a live circuit raised (the registry's clock): the change was undone.
+        """
         if not isinstance(configs, Mapping):
             raise TypeError(
                 f"configure() takes a mapping of command name to CommandConfig, got {type(configs).__name__}"
             )
-        for name, config in configs.items():
-            check_name(name)
-            check_config(config, f"the config of {name!r}")
-        with self._lock:  # settings and circuits change together; nothing is applied unless all resolve
-            resolved = {name: config.over(self._default_settings) for name, config in configs.items()}
-            self._configs.update(configs)
-            self._settings.update(resolved)
-            changed = [(self.engines[n], s) for n, s in resolved.items() if n in self.engines]
-        for engine, settings in changed:
-            engine.configure(settings)
+        checked: dict[str, CommandConfig] = {}
+        for key, config in configs.items():
+            name = check_name(key)
+            checked[name] = check_config(config, f"the config of {name!r}")
+        with self._configuring:  # one change at a time, in order (see __init__)
+            with self._lock:  # settings and circuits change together; nothing changes unless all resolve
+                before = self._snapshot()
+                resolved = {name: resolve(config, self._default_settings) for name, config in checked.items()}
+                self._configs = {**self._configs, **checked}
+                self._settings = {**self._settings, **resolved}
+                changed = [(engine, resolved[name]) for name, engine in self.engines.items() if name in resolved]
+            self._apply(changed, before)
 
     def configure_defaults(self, config: CommandConfig) -> None:
+        """Make ``config`` the global defaults: all or nothing, live circuits included (see `configure`)."""
         check_config(config, "configure_defaults() argument")
-        with self._lock:  # settings and circuits change together; nothing is applied unless all resolve
-            defaults = config.over(BUILTIN)
-            settings = {name: c.over(defaults) for name, c in self._configs.items()}
-            self._defaults = config
-            self._default_settings = defaults
-            self._settings = settings
-            changed = [(e, settings.get(e.name, defaults)) for e in self.engines.values()]
-        for engine, resolved in changed:
-            engine.configure(resolved)
+        with self._configuring:  # one change at a time, in order (see __init__)
+            with self._lock:  # settings and circuits change together; nothing changes unless all resolve
+                before = self._snapshot()
+                defaults = resolve(config, BUILTIN)
+                settings = {name: resolve(c, defaults) for name, c in self._configs.items()}
+                self._defaults = config
+                self._default_settings = defaults
+                self._settings = settings
+                changed = [(e, settings.get(e.name, defaults)) for e in self.engines.values()]
+            self._apply(changed, before)
+
+    def _snapshot(self) -> tuple[CommandConfig, Settings, dict[str, CommandConfig], dict[str, Settings]]:
+        """The configuration as it is (under the lock): what an undone change restores. Its dicts are never
+        changed in place, only replaced."""
+        return self._defaults, self._default_settings, self._configs, self._settings
+
+    def _apply(
+        self,
+        changed: list[tuple[Engine, Settings]],
+        before: tuple[CommandConfig, Settings, dict[str, CommandConfig], dict[str, Settings]],
+    ) -> None:
+        """Give each engine its new settings (outside the lock: state changes are delivered to listeners); if one
+        raises, restore ``before`` and the old settings of every engine that may have taken the new ones."""
+        olds: list[tuple[Engine, Settings]] = []
+        try:
+            for engine, settings in changed:
+                olds.append((engine, engine.settings))  # first: an engine that fails half-way is restored too
+                engine.configure(settings)
+        except BaseException:
+            with self._lock:  # the configuration goes back as a whole
+                self._defaults, self._default_settings, self._configs, self._settings = before
+                touched = {id(engine) for engine, _ in olds}
+                # A circuit created meanwhile took the new settings: it goes back to what it resolves to now.
+                born = [
+                    (e, self.get_settings(e.name))
+                    for e in self.engines.values()
+                    if id(e) not in touched and e.settings is not self.get_settings(e.name)
+                ]
+            for engine, settings in [*reversed(olds), *born]:
+                try:
+                    engine.configure(settings)
+                except Exception:  # noqa: PERF203 - restore the others; the first error is the one raised
+                    logger.exception("circuit %r could not go back to its settings after a failed change", engine.name)
+            raise
 
     # -- state changes ----------------------------------------------------------------------------------------
 
@@ -236,8 +309,11 @@ class Registry:
         self.timer.reinit_after_fork()
 
 
-def make_collectors(factories: tuple[CollectorFactory, ...], name: str) -> tuple[Collector, ...]:
-    """``factory(name)`` for each factory; one that raises is logged and skipped, None means none for ``name``."""
+def make_collectors(
+    factories: tuple[CollectorFactory, ...], name: str, clock: Clock = time.monotonic
+) -> tuple[Collector, ...]:
+    """``factory(name)`` for each factory, each in a `Guarded` reading ``clock``; one that raises is logged and
+    skipped, None means none for ``name``."""
     collectors = []
     for factory in factories:
         try:
@@ -246,7 +322,7 @@ def make_collectors(factories: tuple[CollectorFactory, ...], name: str) -> tuple
             logger.exception("collector factory %r failed for command %r; skipped", factory, name)
         else:
             if collector is not None:  # None: this factory does not collect this command
-                collectors.append(collector)
+                collectors.append(Guarded(collector, name, clock))
     return tuple(collectors)
 
 

@@ -25,8 +25,10 @@ Metrics, for a command ``name`` (``prefix.`` in front when a prefix is set), as 
 - a gauge (``|g``): ``name.circuitOpen``, 1 while the circuit is open, half-open or forced open, else 0.
 
 Command names are sanitised as hystrix-go does ("/", ":" and "." become "-"), and every other character that is not
-an ASCII letter, digit, "_" or "-" becomes "_", so that no name can break the line protocol ("|", ":", "@",
-newlines) or add a level to the metric path.
+an ASCII letter, digit, "_" or "-" becomes "_", so that no name can break the line protocol ("|", ":", "@", "#",
+newlines) or add a level to the metric path: a name can neither inject a metric nor change another's. Two names
+that sanitise alike (``a.b`` and ``a:b``) share their metrics; a name so long that its lines do not fit in
+``max_packet_size`` loses its own lines (counted in `StatsdStatistics.oversized`), never another command's.
 
 Sampling: at ``sample_rate`` < 1 each call is kept with that probability (one draw per call, so a kept call sends
 all its lines) and its counters and timings carry ``|@rate``, from which StatsD scales them back up. The gauge is

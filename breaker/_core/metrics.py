@@ -85,7 +85,7 @@ class Collector(Protocol):
 
     def update(self, result: CallResult) -> None:
         """Take the record of one call. Runs on the caller's thread (or task), after the outcome is fixed and
-        outside every lock of the library; an exception is logged and skipped."""
+        outside every lock of the library; an exception is skipped, and logged as `breaker.register_collector` says."""
 
     def reset(self) -> None:
         """Forget what was collected: the command's circuit was dropped by `breaker.flush`."""

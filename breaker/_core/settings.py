@@ -3,18 +3,40 @@
 A `CommandConfig` is a partial layer: each field is either set or `UNSET`. A command's `Settings` are its own
 config laid over the global defaults config, laid over the built-in defaults. Durations are float seconds in
 `Settings`, whatever form (float, int or timedelta) they were given in.
+
+Every field is checked by its rule in `FIELDS` when a `CommandConfig` or a `Settings` is built, and the rules that
+tie fields together (`Settings.__post_init__`, the force flags) then: a value that passes can be used as it is by
+every part of the library, at the first call and ever after, so nothing is checked per call. The bounds keep what a
+circuit allocates small (its tickets, its window buckets) and its arithmetic exact; every refusal is a `TypeError`
+or `ValueError` naming the field, the rule and the value (`breaker._core.validation`). A new field is a field of
+both dataclasses and a line of `FIELDS` (and, if it depends on another field, a check in `_check_together`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
-import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
+from types import MappingProxyType
 from typing import Final, Literal, TypeAlias
 
-__all__ = ["BUILTIN", "UNSET", "CommandConfig", "Isolation", "Settings", "UnsetType"]
+from .validation import MAX_SECONDS, Count, ExceptionTypes, Flag, Number, OneOf, Seconds, show
+
+__all__ = [
+    "BUILTIN",
+    "FIELDS",
+    "MAX_BUCKETS",
+    "MAX_IGNORED_EXCEPTIONS",
+    "MAX_SECONDS",
+    "MAX_TICKETS",
+    "MAX_VOLUME",
+    "UNSET",
+    "CommandConfig",
+    "Isolation",
+    "Settings",
+    "UnsetType",
+]
 
 
 class UnsetType(enum.Enum):
@@ -33,10 +55,60 @@ UNSET: Final = UnsetType.UNSET
 
 Isolation: TypeAlias = Literal["thread", "caller"]
 Duration: TypeAlias = float | timedelta
-ExceptionTypes: TypeAlias = type[BaseException] | Iterable[type[BaseException]]
+IgnoredExceptions: TypeAlias = type[BaseException] | Iterable[type[BaseException]]
 
-_ISOLATIONS: Final = ("thread", "caller")
 _MIN_BUCKET: Final = 0.001  # seconds; finer buckets cost more than they tell
+
+#: The most tickets a command can have: they are made when its circuit is (a list of that many items), so a limit
+#: beyond any real bulkhead would cost memory for nothing. ``math.inf`` means no limit and costs nothing.
+MAX_TICKETS: Final = 100_000
+#: The most buckets a rolling or latency window can have: each bucket is a slot the window keeps and walks as it
+#: turns over, and a finer grain than a thousandth of the window tells nothing more.
+MAX_BUCKETS: Final = 1_000
+#: The largest request volume threshold: Java's ``Integer.MAX_VALUE``, the most the Hystrix dashboard can show;
+#: far above any window's traffic ("never trip" is ``force_closed=True``).
+MAX_VOLUME: Final = 2**31 - 1
+#: The most ignored exception types: each failing call is checked against all of them.
+MAX_IGNORED_EXCEPTIONS: Final = 100
+
+#: A field's check: ``rule(where, value)`` returns the value in the form `Settings` holds, or raises TypeError or
+#: ValueError naming ``where`` (``"CommandConfig.timeout"``), the rule and the value.
+Rule: TypeAlias = Callable[[str, object], object]
+
+#: The rule of every field of `CommandConfig` and `Settings` (the two have the same fields, in this order).
+FIELDS: Final[Mapping[str, Rule]] = MappingProxyType(
+    {
+        "timeout": Seconds(infinite="no timeout"),
+        "max_concurrent_requests": Count(
+            1,
+            MAX_TICKETS,
+            infinite="no limit",
+            beyond="tickets are made up front; use math.inf for no limit",
+        ),
+        "request_volume_threshold": Count(0, MAX_VOLUME, beyond="to never trip on health, set force_closed=True"),
+        "sleep_window": Seconds(),
+        "error_percent_threshold": Number(
+            0, 100, meaning="it is a percentage, and a threshold above 100 could never trip"
+        ),
+        "rolling_window": Seconds(),
+        "rolling_buckets": Count(1, MAX_BUCKETS, beyond="a bucket of a thousandth of the window is fine enough"),
+        "latency_window": Seconds(),
+        "latency_buckets": Count(1, MAX_BUCKETS, beyond="a bucket of a thousandth of the window is fine enough"),
+        "ignored_exceptions": ExceptionTypes(MAX_IGNORED_EXCEPTIONS),
+        "force_open": Flag(),
+        "force_closed": Flag(),
+        "isolation": OneOf(("thread", "caller")),
+    }
+)
+
+
+def _check_fields(owner: object) -> None:
+    """Check and normalise every set field of ``owner`` (a `CommandConfig` or `Settings`) by its rule, in place."""
+    kind = type(owner).__name__
+    for field, rule in FIELDS.items():
+        value = getattr(owner, field)
+        if value is not UNSET:
+            object.__setattr__(owner, field, rule(f"{kind}.{field}", value))  # frozen: normalised once, here
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -61,22 +133,40 @@ class Settings:
     isolation: Isolation
 
     def __post_init__(self) -> None:
-        if self.rolling_window / self.rolling_buckets < _MIN_BUCKET:
-            raise ValueError(
-                f"rolling_window / rolling_buckets must be at least {_MIN_BUCKET} s per bucket, got "
-                f"{self.rolling_window!r} s / {self.rolling_buckets!r} buckets: use fewer buckets or a longer window"
-            )
-        if self.latency_window / self.latency_buckets < _MIN_BUCKET:
-            raise ValueError(
-                f"latency_window / latency_buckets must be at least {_MIN_BUCKET} s per bucket, got "
-                f"{self.latency_window!r} s / {self.latency_buckets!r} buckets: use fewer buckets or a longer window"
-            )
-        if self.latency_window / self.latency_buckets < self.rolling_window / self.rolling_buckets:
-            raise ValueError(
-                "latency_window / latency_buckets must be at least rolling_window / rolling_buckets (latency buckets "
-                f"turn over with the rolling ones), got {self.latency_window!r} s / {self.latency_buckets!r} against "
-                f"{self.rolling_window!r} s / {self.rolling_buckets!r}: use fewer latency buckets or a longer window"
-            )
+        for field in FIELDS:
+            if getattr(self, field) is UNSET:
+                raise TypeError(
+                    f"Settings.{field} must be given: Settings holds every field (UNSET is for CommandConfig)"
+                )
+        _check_fields(self)
+        _check_together(self)
+
+
+def _check_together(settings: Settings) -> None:
+    """The rules between fields of resolved settings (each field already passed its own rule: no overflow here)."""
+    if settings.force_open and settings.force_closed:
+        raise ValueError("Settings.force_open and force_closed cannot both be True: choose one")
+    rolling = settings.rolling_window / settings.rolling_buckets
+    latency = settings.latency_window / settings.latency_buckets
+    if rolling < _MIN_BUCKET:
+        raise ValueError(
+            f"rolling_window / rolling_buckets must be at least {_MIN_BUCKET} s per bucket, got "
+            f"{show(settings.rolling_window)} s / {show(settings.rolling_buckets)} buckets: use fewer buckets or a "
+            "longer window"
+        )
+    if latency < _MIN_BUCKET:
+        raise ValueError(
+            f"latency_window / latency_buckets must be at least {_MIN_BUCKET} s per bucket, got "
+            f"{show(settings.latency_window)} s / {show(settings.latency_buckets)} buckets: use fewer buckets or a "
+            "longer window"
+        )
+    if latency < rolling:
+        raise ValueError(
+            "latency_window / latency_buckets must be at least rolling_window / rolling_buckets (latency buckets "
+            f"turn over with the rolling ones), got {show(settings.latency_window)} s / "
+            f"{show(settings.latency_buckets)} against {show(settings.rolling_window)} s / "
+            f"{show(settings.rolling_buckets)}: use fewer latency buckets or a longer window"
+        )
 
 
 BUILTIN: Final = Settings(
@@ -101,29 +191,44 @@ class CommandConfig:
     """How a command behaves. Every field is optional; a field left unset inherits the global default.
 
     Args:
-        timeout: Seconds (float or timedelta) a run may take; ``math.inf`` disables the timeout. Default 1.0.
-        max_concurrent_requests: Tickets: runs of this command in progress at once; ``math.inf`` for no limit.
+        timeout: Seconds (float, int or timedelta) a run may take, more than 0 and at most `MAX_SECONDS` (about
+            31.7 years); ``math.inf`` disables the timeout. Default 1.0.
+        max_concurrent_requests: Tickets: runs of this command in progress at once, an int from 1 to
+            `MAX_TICKETS` (100,000; the tickets are made with the circuit), or ``math.inf`` for no limit.
             Default 10.
-        request_volume_threshold: Requests needed in the rolling window before the circuit may trip. Default 20.
-        sleep_window: Seconds the circuit stays open before one probe is let through. Default 5.0.
+        request_volume_threshold: Requests needed in the rolling window before the circuit may trip, an int from 0
+            to `MAX_VOLUME` (2**31 - 1). Default 20.
+        sleep_window: Seconds the circuit stays open before one probe is let through, more than 0 and at most
+            `MAX_SECONDS`. Default 5.0.
         error_percent_threshold: Trip when the window's error percentage (rounded half up) is at or above
             this, in (0, 100]. Default 50.
-        rolling_window: Seconds of history the health statistics cover. Default 10.0.
-        rolling_buckets: How many buckets the rolling window is cut into. Default 10.
-        latency_window: Seconds of history the latency percentiles cover. Default 60.0.
-        latency_buckets: How many buckets the latency window is cut into (it moves on a bucket at a time). A
-            latency bucket may not be shorter than a rolling bucket: they turn over together. Default 6.
+        rolling_window: Seconds of history the health statistics cover, more than 0 and at most `MAX_SECONDS`.
+            Default 10.0.
+        rolling_buckets: How many buckets the rolling window is cut into, from 1 to `MAX_BUCKETS` (1,000), each at
+            least 1 ms long. Default 10.
+        latency_window: Seconds of history the latency percentiles cover, more than 0 and at most `MAX_SECONDS`.
+            Default 60.0.
+        latency_buckets: How many buckets the latency window is cut into (it moves on a bucket at a time), from 1
+            to `MAX_BUCKETS`. A latency bucket may not be shorter than a rolling bucket: they turn over together.
+            Default 6.
         ignored_exceptions: Exception types that are the caller's fault (a bad request): re-raised, no fallback,
-            never counted as a failure. Default ``()``.
+            never counted as a failure. One type or an iterable of at most `MAX_IGNORED_EXCEPTIONS` (100).
+            Default ``()``.
         force_open: Short-circuit every call. Default False.
         force_closed: Never trip (tickets and statistics still apply). Default False.
         isolation: ``"thread"`` runs each call on a worker thread and enforces the timeout; ``"caller"`` runs it
             on the caller's thread with no hand-off, and a run that outlasts its timeout is treated as a
-            timeout when it returns. Default ``"thread"``.
+            timeout when it returns. Exactly one of these two strs. Default ``"thread"``.
+
+    A number field takes an int or a float (a subclass is read as the plain number), never a bool; a flag takes
+    exactly True or False. Whether each field is valid alone is checked here; whether the fields fit together
+    (bucket lengths) is checked when the config is laid over the defaults (`configure_command`, `configure`,
+    `configure_defaults`), before anything is applied.
 
     Raises:
-        TypeError: A field has the wrong type (a bool where a number belongs, a string for a duration).
-        ValueError: A field is out of range.
+        TypeError: A field has the wrong type (a bool where a number belongs, a string for a duration), naming
+            the field, the rule and the value.
+        ValueError: A field is out of range, naming the field, the rule and the value.
     """
 
     timeout: Duration | UnsetType = UNSET
@@ -135,44 +240,15 @@ class CommandConfig:
     rolling_buckets: int | UnsetType = UNSET
     latency_window: Duration | UnsetType = UNSET
     latency_buckets: int | UnsetType = UNSET
-    ignored_exceptions: ExceptionTypes | UnsetType = UNSET
+    ignored_exceptions: IgnoredExceptions | UnsetType = UNSET
     force_open: bool | UnsetType = UNSET
     force_closed: bool | UnsetType = UNSET
     isolation: Isolation | UnsetType = UNSET
 
     def __post_init__(self) -> None:
-        set_ = object.__setattr__  # frozen: normalise through the back door, once, here
-        for field in ("timeout", "sleep_window", "rolling_window", "latency_window"):
-            value = getattr(self, field)
-            if value is not UNSET:
-                set_(self, field, _duration(field, value, allow_inf=field == "timeout"))
-        if self.max_concurrent_requests is not UNSET:
-            value = self.max_concurrent_requests
-            if value != math.inf:
-                _int("max_concurrent_requests", value, minimum=1, extra=" or math.inf for no limit")
-        if self.request_volume_threshold is not UNSET:
-            _int("request_volume_threshold", self.request_volume_threshold, minimum=0)
-        if self.rolling_buckets is not UNSET:
-            _int("rolling_buckets", self.rolling_buckets, minimum=1)
-        if self.latency_buckets is not UNSET:
-            _int("latency_buckets", self.latency_buckets, minimum=1)
-        if self.error_percent_threshold is not UNSET:
-            value = _number("error_percent_threshold", self.error_percent_threshold)
-            if not 0 < value <= 100:
-                raise ValueError(
-                    f"CommandConfig.error_percent_threshold must be in (0, 100], got {value!r}: "
-                    "it is a percentage, and a threshold above 100 could never trip"
-                )
-        if self.ignored_exceptions is not UNSET:
-            set_(self, "ignored_exceptions", _exception_types(self.ignored_exceptions))
-        for field in ("force_open", "force_closed"):
-            value = getattr(self, field)
-            if value is not UNSET and not isinstance(value, bool):
-                raise TypeError(f"CommandConfig.{field} must be a bool, got {value!r}")
+        _check_fields(self)
         if self.force_open is True and self.force_closed is True:
             raise ValueError("CommandConfig.force_open and force_closed cannot both be True: choose one")
-        if self.isolation is not UNSET and self.isolation not in _ISOLATIONS:
-            raise ValueError(f"CommandConfig.isolation must be 'thread' or 'caller', got {self.isolation!r}")
 
     def __repr__(self) -> str:
         given = ", ".join(
@@ -186,7 +262,8 @@ class CommandConfig:
         """Lay this config's set fields over ``base``.
 
         Raises:
-            ValueError: The combination is invalid (too fine a rolling bucket).
+            ValueError: The combination is invalid (too fine a bucket, or latency buckets shorter than the rolling
+                ones).
         """
         changes = {
             f.name: getattr(self, f.name) for f in dataclasses.fields(self) if getattr(self, f.name) is not UNSET
@@ -196,49 +273,3 @@ class CommandConfig:
         elif changes.get("force_closed") is True:
             changes.setdefault("force_open", False)
         return dataclasses.replace(base, **changes)
-
-
-def _number(field: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"CommandConfig.{field} must be a number, got {type(value).__name__} {value!r}")
-    if math.isnan(value):
-        raise ValueError(f"CommandConfig.{field} must be a number, got nan")
-    return value
-
-
-def _int(field: str, value: object, *, minimum: int, extra: str = "") -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"CommandConfig.{field} must be an int{extra}, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"CommandConfig.{field} must be at least {minimum}{extra}, got {value!r}")
-    return value
-
-
-def _duration(field: str, value: object, *, allow_inf: bool) -> float:
-    if isinstance(value, timedelta):
-        seconds = value.total_seconds()
-    else:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError(
-                f"CommandConfig.{field} must be seconds as a float or a timedelta, got {type(value).__name__} {value!r}"
-            )
-        seconds = float(value)
-    inf_ok = " (or math.inf to disable it)" if allow_inf else ""
-    if math.isnan(seconds) or seconds <= 0 or (seconds == math.inf and not allow_inf):
-        raise ValueError(f"CommandConfig.{field} must be a positive, finite number of seconds{inf_ok}, got {value!r}")
-    return seconds
-
-
-def _exception_types(value: object) -> tuple[type[BaseException], ...]:
-    items = (value,) if isinstance(value, type) else value
-    if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
-        raise TypeError(
-            f"CommandConfig.ignored_exceptions must be an exception type or an iterable of them, got {value!r}"
-        )
-    result = tuple(items)
-    for item in result:
-        if not (isinstance(item, type) and issubclass(item, BaseException)):
-            raise TypeError(
-                f"CommandConfig.ignored_exceptions must hold exception types only, got {item!r} in {value!r}"
-            )
-    return result

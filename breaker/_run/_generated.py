@@ -65,7 +65,7 @@ def do(name: str, run: Callable[[], T], fallback: Callable[[Exception], T] | Non
         check_callable("run", name, run)
         check_callable("fallback", name, fallback, optional=True)
     registry = _registry.current
-    core = registry.engines.get(name) if name.__class__ is str else None
+    core = registry.engines.get(name) if type(name) is str else None
     if core is None:
         core = registry.engine(name)
     if core.runs_elsewhere:
@@ -593,7 +593,7 @@ async def do_async(
         check_callable("run", name, run)
         check_callable("fallback", name, fallback, optional=True)
     registry = _registry.current
-    core = registry.engines.get(name) if name.__class__ is str else None
+    core = registry.engines.get(name) if type(name) is str else None
     if core is None:
         core = registry.engine(name)
     if core.collectors:

@@ -5,6 +5,11 @@ are wrapped in a `Watch`, which notes when the run started and ended, what it ra
 given and did; the driver runs unchanged. Once the call has its answer, `Watch.report` works out the call's
 events from those facts and hands the record to every collector, outside every lock. This costs a few
 microseconds per call, and only for commands that have collectors; the others never come here.
+
+The registry holds each collector in a `Guarded`, which keeps a failing collector from reaching the call and from
+flooding the log: its first failure is logged with the traceback, later ones are counted and logged as one line
+with their count at most once every `REPORT_INTERVAL` seconds of the circuit's clock, and whatever count is left
+unlogged is logged when the collector is reset (`breaker.flush`).
 """
 
 from __future__ import annotations
@@ -12,19 +17,25 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import math
+import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from breaker._core.engine import Engine
 from breaker._core.errors import CircuitOpenError, CommandTimeoutError, MaxConcurrencyError
 from breaker._core.events import Event
-from breaker._core.metrics import CallResult
+from breaker._core.metrics import CallResult, Collector
+from breaker._core.validation import show
 
 from .aio import NotAwaitable
 
-__all__ = ["Watch"]
+__all__ = ["REPORT_INTERVAL", "Guarded", "Watch"]
 
 logger = logging.getLogger("breaker")
+
+#: Seconds (on the circuit's clock) between two log lines about one failing collector, after its first.
+REPORT_INTERVAL: Final = 60.0
 
 
 class Watch:
@@ -129,7 +140,7 @@ class Watch:
         return Event.FAILURE  # pragma: no cover - every other error a call can end with is the run's own
 
     def report(self, raised: BaseException | None) -> None:
-        """Hand the record of the call to every collector; one that raises is logged and skipped."""
+        """Hand the record of the call to every collector (each a `Guarded`: one that raises is skipped)."""
         if self.invalid:
             return
         circuit = self.circuit
@@ -149,7 +160,104 @@ class Watch:
             concurrency_in_use=0.0 if tickets == float("inf") else self.active / tickets,
         )
         for collector in circuit.collectors:
-            try:
-                collector.update(result)
-            except Exception:  # noqa: PERF203 - a collector's failure must not reach the caller
-                logger.exception("collector %r of command %r failed on a call; skipped", collector, circuit.name)
+            collector.update(result)
+
+
+class Guarded:
+    """A collector as a circuit holds it: its failures never reach the call, and are logged without flooding.
+
+    The rule, per collector: the first failure of ``update`` is logged (logger ``breaker``, level ERROR) with its
+    traceback; later ones are counted, and logged as one WARNING line with the count since the last line, the total
+    and the last error, once `REPORT_INTERVAL` seconds (on ``clock``) have passed since the last line, when the next
+    failure comes; `reset` logs the count not yet logged, if any, before resetting the collector. A failure of
+    ``reset`` itself (once per `breaker.flush`) is logged with its traceback.
+
+    Attributes:
+        collector: The collector the factory made.
+        name: Its command.
+        failures: How many times ``update`` has raised so far.
+    """
+
+    __slots__ = ("_clock", "_lock", "_next_line", "_unlogged", "collector", "failures", "name")
+
+    def __init__(self, collector: Collector, name: str, clock: Callable[[], float]) -> None:
+        self.collector = collector
+        self.name = name
+        self._clock = clock
+        # Guards the counts below: failures come from every calling thread at once, and each must be counted once
+        # and logged by one thread only. Taken on the failure path alone, and never held while logging.
+        self._lock = threading.Lock()
+        self.failures = 0
+        self._unlogged = 0  # failures since the last line about them
+        self._next_line = -math.inf  # when a failure may log the next line
+
+    def __repr__(self) -> str:
+        return f"<Guarded {self.collector!r} of {self.name!r} failures={self.failures}>"
+
+    def update(self, result: CallResult) -> None:
+        """Hand ``result`` to the collector; if it raises, count and maybe log the failure (never raise)."""
+        try:
+            self.collector.update(result)
+        except Exception as error:  # a collector's failure must not reach the caller
+            self._failed(error)
+
+    def reset(self) -> None:
+        """Log the failures not logged yet, then reset the collector (logging, never raising, its failure)."""
+        with self._lock:  # the count not yet logged is taken by one thread
+            unlogged, self._unlogged = self._unlogged, 0
+            total = self.failures
+        if unlogged:
+            logger.warning(
+                "collector %r of command %r failed on %d more calls before it was reset (%d in all)",
+                self.collector,
+                self.name,
+                unlogged,
+                total,
+            )
+        try:
+            self.collector.reset()
+        except Exception:  # a collector's failure must not stop the flush
+            logger.exception("collector %r of command %r failed to reset; skipped", self.collector, self.name)
+
+    def _failed(self, error: Exception) -> None:
+        try:
+            now = self._clock()
+        except Exception:  # the registry's clock (the user's, in tests) must not turn this into the call's error
+            now = -math.inf  # count it; the next failure with a working clock, or the reset, logs the count
+        with self._lock:  # one count per failure, and one thread logs each line
+            self.failures += 1
+            first = self.failures == 1
+            line = not first and now >= self._next_line
+            if first or line:
+                self._next_line = now + REPORT_INTERVAL
+            unlogged = 0 if first else self._unlogged + 1
+            self._unlogged = 0 if line else unlogged
+            total = self.failures
+        if first:
+            logger.error(
+                "collector %r of command %r failed on a call; skipped. Its later failures are counted and logged "
+                "as one line at most every %g s",
+                self.collector,
+                self.name,
+                REPORT_INTERVAL,
+                exc_info=error,
+            )
+        elif line:
+            logger.warning(
+                "collector %r of command %r failed on %d more calls (%d in all); the last: %s",
+                self.collector,
+                self.name,
+                unlogged,
+                total,
+                _brief(error),
+            )
+
+
+def _brief(error: BaseException) -> str:
+    """``TypeName: message``, on one line, for a log line without a traceback."""
+    try:
+        text = str(error)
+    except Exception:  # a hostile __str__
+        text = show(error)
+    text = " ".join(text.split())
+    return f"{type(error).__name__}: {text[:200]}" if text else type(error).__name__

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import enum
 import inspect
 import math
 import pickle
@@ -256,15 +258,53 @@ def test_non_callable_counts_nothing(call: Callable[..., Any], run: Any, fallbac
     assert circuit.statistics().active == 0
 
 
+class PretendsToBeAStr:
+    """``isinstance(x, str)`` is True through ``__class__``; its ``__eq__`` raises."""
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        return str
+
+    def __eq__(self, other: object) -> bool:
+        raise RuntimeError("not a str")
+
+    def __hash__(self) -> int:
+        return hash(NAME)
+
+
+class LyingStr(str):
+    """A str equal to everything, hashing as another name."""
+
+    def __eq__(self, other: object) -> bool:
+        return True
+
+    def __hash__(self) -> int:
+        return hash("elsewhere")
+
+
+class Dependency(str, enum.Enum):
+    """Command names as an enum of strs."""
+
+    PAYMENTS = NAME
+
+
+async def _ok() -> str:
+    return "ok"
+
+
 BAD_NAMES: list[tuple[str, object, type[Exception]]] = [
     ("int", 5, TypeError),
     ("none", None, TypeError),
     ("bytes", b"payments", TypeError),
     ("list", ["payments"], TypeError),
+    ("pretends-str", PretendsToBeAStr(), TypeError),
     ("empty", "", ValueError),
+    ("surrogate", "pay\ud800ments", ValueError),
+    ("lone-low-surrogate", "\udcff", ValueError),
 ]
 NAME_TAKERS: list[tuple[str, Callable[[Any], object]]] = [
     ("do", lambda name: breaker.do(name, lambda: "ok")),
+    ("do_async", lambda name: asyncio.run(breaker.do_async(name, _ok))),
     ("go", lambda name: breaker.go(name, lambda: "ok")),
     ("get_circuit", breaker.get_circuit),
     ("get_settings", breaker.get_settings),
@@ -286,12 +326,38 @@ NAME_TAKERS: list[tuple[str, Callable[[Any], object]]] = [
 def test_bad_name_rejected(
     take: Callable[[Any], object], name: Any, error: type[Exception], fresh_registry: Registry
 ) -> None:
-    """A non-str, unhashable or empty name raises TypeError/ValueError saying what a command name must be."""
+    """A non-str, unhashable, empty or not UTF-8 name raises TypeError/ValueError saying what a command name must
+    be, before any circuit is made."""
     with pytest.raises(error) as info:
         take(name)
     assert type(info.value) is error
     assert "command name" in str(info.value)
     assert fresh_registry.circuits == {}
+
+
+def test_surrogate_name_message_names_the_rule() -> None:
+    """A name with a lone surrogate is refused naming the UTF-8 rule and where the surrogate is."""
+    with pytest.raises(ValueError, match=r"encodable as UTF-8, got 'pay\\ud800ments' \(a lone surrogate at index 3\)"):
+        breaker.do("pay\ud800ments", lambda: "ok")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(Dependency.PAYMENTS, id="str-enum"), pytest.param(LyingStr(NAME), id="lying-str-subclass")],
+)
+@pytest.mark.parametrize("take", [api for api, _ in NAME_TAKERS])
+def test_str_subclass_name_is_its_plain_text(name: str, take: str, fresh_registry: Registry) -> None:
+    """A str subclass (an enum of names, or one with lying overrides) names the command of its plain text."""
+    dict(NAME_TAKERS)[take](name)
+    if take in ("configure_command", "configure"):
+        assert breaker.get_settings(NAME) is fresh_registry.get_settings(NAME)
+    circuit, created = breaker.get_circuit(NAME)
+    assert type(circuit.name) is str
+    assert list(fresh_registry.engines) == [NAME]
+    assert [type(key) for key in fresh_registry.engines] == [str]
+    if take in ("do", "do_async", "go"):
+        assert not created
+        assert sum(circuit.statistics().cumulative.values()) == 1
 
 
 @pytest.mark.parametrize(

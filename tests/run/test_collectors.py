@@ -53,6 +53,7 @@ from breaker import (
     FallbackError,
     MaxConcurrencyError,
 )
+from breaker._run.observe import REPORT_INTERVAL
 from breaker.testing import FakeClock, isolated_registry
 
 RUN = 0.010  # seconds a run takes on the fake clock
@@ -452,7 +453,7 @@ def test_failing_collectors_and_factories_are_logged_and_skipped(path: Path, cap
 
     breaker.register_collector(failing_factory)
     last = breaker.register_collector(Recorders())
-    with caplog.at_level(logging.ERROR, logger="breaker"):
+    with caplog.at_level(logging.WARNING, logger="breaker"):
         assert path.call(lambda: VALUE) == VALUE
         assert path.call(lambda: 1 / 0, lambda error: FALLBACK) == FALLBACK
         with pytest.raises(Boom):
@@ -466,8 +467,117 @@ def test_failing_collectors_and_factories_are_logged_and_skipped(path: Path, cap
     logged = [r for r in caplog.records if r.name == "breaker" and r.levelno == logging.ERROR]
     messages = [str(r.exc_info[1]) for r in logged if r.exc_info is not None]
     assert messages.count("factory bug") == 1
-    assert messages.count("collector bug in update") == 3
+    assert messages.count("collector bug in update") == 1  # the first failure; the others are counted
     assert messages.count("collector bug in reset") == 1
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "was reset" in r.getMessage()]
+    assert len(lines) == 1
+    assert lines[0].endswith(f"of command {NAME!r} failed on 2 more calls before it was reset (3 in all)")
+
+
+class Broken:
+    """A collector whose update always raises, and which counts its resets."""
+
+    def __init__(self) -> None:
+        self.resets = 0
+
+    def __repr__(self) -> str:
+        return "<Broken>"
+
+    def update(self, result: CallResult) -> None:
+        raise RuntimeError("collector bug in update")
+
+    def reset(self) -> None:
+        self.resets += 1
+
+
+def collector_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    """The records the "breaker" logger wrote about collectors."""
+    return [r for r in caplog.records if r.name == "breaker" and "collector" in r.getMessage()]
+
+
+def test_a_failing_collector_logs_one_traceback_then_a_counted_line_per_interval(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """1,000 failing calls log one traceback; past the interval one line counts the rest; flush logs what is left."""
+    broken = Broken()
+    breaker.register_collector(lambda name: broken)
+    breaker.configure_command(NAME, CommandConfig(isolation="caller"))
+    with caplog.at_level(logging.DEBUG, logger="breaker"):
+        for _ in range(1000):
+            assert breaker.do(NAME, lambda: VALUE) == VALUE
+        first = collector_records(caplog)
+        assert len(first) == 1
+        assert first[0].levelno == logging.ERROR
+        assert first[0].exc_info is not None
+        assert str(first[0].exc_info[1]) == "collector bug in update"
+        assert f"at most every {REPORT_INTERVAL:g} s" in first[0].getMessage()
+        assert sum(len(r.getMessage()) for r in first) < 1000  # one short line and one traceback, not 448 KB
+
+        clock.advance(REPORT_INTERVAL - 0.001)
+        breaker.do(NAME, lambda: VALUE)
+        assert len(collector_records(caplog)) == 1  # still inside the interval: counted only
+        clock.advance(0.001)
+        breaker.do(NAME, lambda: VALUE)
+        for _ in range(9):
+            breaker.do(NAME, lambda: VALUE)
+        breaker.flush()
+    records = collector_records(caplog)
+    assert [(r.levelno, r.exc_info) for r in records[1:]] == [(logging.WARNING, None)] * 2
+    assert [r.getMessage() for r in records[1:]] == [
+        f"collector <Broken> of command {NAME!r} failed on 1001 more calls (1002 in all); "
+        "the last: RuntimeError: collector bug in update",
+        f"collector <Broken> of command {NAME!r} failed on 9 more calls before it was reset (1011 in all)",
+    ]
+    assert broken.resets == 1
+    assert stats().cumulative["success"] == 0  # flushed: a new circuit
+
+
+def test_a_reset_with_nothing_left_to_count_logs_nothing(clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
+    """A collector whose failures were all logged already is reset silently."""
+    breaker.register_collector(lambda name: Broken())
+    breaker.configure_command(NAME, CommandConfig(isolation="caller"))
+    with caplog.at_level(logging.DEBUG, logger="breaker"):
+        breaker.do(NAME, lambda: VALUE)
+        breaker.flush()
+    assert len(collector_records(caplog)) == 1
+
+
+def test_failures_from_many_threads_are_each_counted_once(clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
+    """8 threads of failing calls: one traceback in all, and the count at flush is exact."""
+    breaker.register_collector(lambda name: Broken())
+    breaker.configure_command(NAME, CommandConfig(isolation="caller", max_concurrent_requests=math.inf))
+    calls = 500
+    start = threading.Barrier(8)
+
+    def caller() -> None:
+        start.wait()
+        for _ in range(calls):
+            breaker.do(NAME, lambda: VALUE)
+
+    with caplog.at_level(logging.DEBUG, logger="breaker"):
+        threads = [threading.Thread(target=caller) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert not [t for t in threads if t.is_alive()]
+        breaker.flush()
+    records = collector_records(caplog)
+    assert [r.levelno for r in records] == [logging.ERROR, logging.WARNING]
+    total = 8 * calls
+    assert records[1].getMessage().endswith(f"failed on {total - 1} more calls before it was reset ({total} in all)")
+
+
+def test_each_failing_collector_is_logged_on_its_own(clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
+    """The rule holds per collector: each command's failing collector logs its own first traceback."""
+    breaker.register_collector(lambda name: Broken())
+    breaker.configure_defaults(CommandConfig(isolation="caller"))
+    with caplog.at_level(logging.DEBUG, logger="breaker"):
+        for name in ("a", "b", "a", "b"):
+            breaker.do(name, lambda: VALUE)
+    records = collector_records(caplog)
+    assert [r.args[1] for r in records if isinstance(r.args, tuple)] == ["a", "b"]
+    assert all(r.exc_info is not None for r in records)
 
 
 @paths("do-caller", "decorator-caller", "do-thread", "decorator-thread", "go-thread", "do_async", "decorator-async")

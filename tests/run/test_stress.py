@@ -55,7 +55,7 @@ T = TypeVar("T")
 NAME = "stress"
 BOUND = 120.0  # seconds a whole stress run may take: far above its usual time, far below "hung"
 WAIT = 10.0  # the bound on waiting for something that should happen promptly (runs ending, threads exiting)
-WINDOW, BUCKETS = 360.0, 3600  # outlasts every run; 0.1 s buckets, so the ring advances during it
+WINDOW, BUCKETS = 200.0, 1000  # outlasts every run (BOUND); 0.2 s buckets, so the ring advances during it
 NEVER = 10**9  # request volume threshold: the circuit never trips
 TICKETS = (4, 64)  # the reconfigurer's range of max_concurrent_requests
 #: Seconds between forced thread switches (CPython's default is 5 ms). Measured here: a counter updated without
