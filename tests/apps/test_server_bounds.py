@@ -10,8 +10,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import http.client
+import os
+import re
 import select
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,7 +26,9 @@ from typing import Any
 import pytest
 
 import breaker
+import breaker.dashboard
 import breaker.stream
+from breaker.__main__ import main
 from breaker.stream import StreamServer
 
 WAIT = 5.0  # seconds: the bound on any wait for something that should take milliseconds
@@ -372,7 +379,7 @@ def test_close_returns_at_once_with_slow_idle_and_streaming_clients_and_leaves_n
         "negative-idle",
     ],
 )
-@pytest.mark.parametrize("make", ["StreamServer", "stream.serve"])
+@pytest.mark.parametrize("make", ["StreamServer", "stream.serve", "dashboard.serve"])
 def test_bad_bounds_are_refused_with_a_message_naming_them(
     options: dict[str, Any], error: type[Exception], match: str, make: str
 ) -> None:
@@ -380,6 +387,7 @@ def test_bad_bounds_are_refused_with_a_message_naming_them(
     build: Callable[..., StreamServer] = {
         "StreamServer": lambda **o: StreamServer("127.0.0.1", 0, **o),
         "stream.serve": lambda **o: breaker.stream.serve("127.0.0.1", 0, block=False, **o),
+        "dashboard.serve": lambda **o: breaker.dashboard.serve("127.0.0.1", 0, block=False, **o),
     }[make]
     with pytest.raises(error, match=match):
         build(**options)
@@ -395,5 +403,77 @@ def test_the_bounds_and_their_defaults_show_in_the_repr() -> None:
         "header_timeout": timedelta(milliseconds=1500),
         "max_header_bytes": 2048,
     }
-    with breaker.stream.serve("127.0.0.1", 0, block=False, idle_timeout=0.25, **given) as server:
+    with breaker.dashboard.serve("127.0.0.1", 0, block=False, idle_timeout=0.25, **given) as server:
         assert "max_connections=3 header_timeout=1.5s max_header_bytes=2048 idle_timeout=0.25s" in repr(server)
+
+
+def test_dashboard_serve_holds_its_connections_to_the_bounds_given() -> None:
+    """breaker.dashboard.serve passes the bounds to its server: a page's head over max_header_bytes gets 431."""
+    with breaker.dashboard.serve("127.0.0.1", 0, block=False, max_header_bytes=1024) as server:
+        big = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: " + b"a" * 1024 + b"\r\n\r\n"
+        assert exchange(server.port, big).status == 431
+        assert fetch(server.port, "/") == 200
+    assert stream_threads() == []
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [
+        ("--max-connections", "0"),
+        ("--max-clients", "many"),
+        ("--header-timeout", "0"),
+        ("--max-header-bytes", "1.5"),
+        ("--idle-timeout", "soon"),
+        ("--send-timeout", "inf"),
+    ],
+)
+def test_cli_refuses_a_bad_bound_naming_its_flag(flag: str, value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """`python -m breaker dashboard` with a bad bound exits 2 (argparse's usage error) naming the flag."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["dashboard", "--port", "0", flag, value])
+    assert exit_info.value.code == 2
+    assert f"argument {flag}: " in capsys.readouterr().err
+    assert stream_threads() == []
+
+
+def test_cli_passes_its_bound_flags_to_the_server() -> None:
+    """`python -m breaker dashboard` with --max-connections, --header-timeout, --idle-timeout and
+    --max-header-bytes: its server refuses past each of them; SIGINT then ends it with exit code 0."""
+    flags = ["--max-connections", "2", "--header-timeout", "1s", "--idle-timeout", "1", "--max-header-bytes", "1024"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "breaker", "dashboard", "--port", "0", *flags],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"},
+    )
+    try:
+        assert process.stdout is not None
+        ready, _, _ = select.select([process.stdout], [], [], 20)
+        assert ready, "the dashboard printed nothing"
+        found = re.match(r"dashboard: http://127\.0\.0\.1:(\d+)/", process.stdout.readline())
+        assert found is not None
+        port = int(found.group(1))
+        # The first two connections of a fresh server: both accepted, in this order, before the third.
+        with (
+            socket.create_connection(("127.0.0.1", port)) as slow,
+            socket.create_connection(("127.0.0.1", port)) as idle,
+        ):
+            began = time.monotonic()
+            slow.sendall(b"GET / HTTP/1.1\r\nX-Slow: a")
+            with socket.create_connection(("127.0.0.1", port)) as extra:
+                assert parse(read_to_end(extra)).status == 503
+            assert parse(read_to_end(slow, timeout=1.0 + MARGIN)).status == 408
+            assert read_to_end(idle, timeout=1.0 + MARGIN) == b""
+            assert 0.9 <= time.monotonic() - began < 1.0 + MARGIN
+        big = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: " + b"a" * 1024 + b"\r\n\r\n"
+        eventually(lambda: exchange(port, big).status != 503)  # once the server has let the two go
+        assert exchange(port, big).status == 431
+        assert fetch(port, "/") == 200
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=10)
+        assert process.returncode == 0, err
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=10)
