@@ -39,6 +39,7 @@ def _positive_duration(text: str) -> float:
 
 
 def _positive_int(text: str) -> int:
+    """A whole number of at least 1: a count bound of the dashboard's server."""
     try:
         value = int(text)
     except ValueError:

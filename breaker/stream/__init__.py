@@ -507,10 +507,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 class StreamServer:
     """A small HTTP server with the stream at ``/hystrix.stream`` (`STREAM_PATH`). Made by `serve`.
 
-    One thread per connection (`http.server.ThreadingHTTPServer`), plus the publisher thread while a client is
-    connected, plus, after `start`, the thread running the server. `close` stops all of them and waits for them
-    (they are daemon threads, so a server never closed does not keep the process alive); it is idempotent, and
-    the server is a context manager that closes on exit.
+    One thread per connection (`http.server.ThreadingHTTPServer`), at most ``max_connections`` of them, plus the
+    publisher thread while a client is connected, plus, after `start`, the thread running the server. `close`
+    stops all of them and waits for them (they are daemon threads, so a server never closed does not keep the
+    process alive); it is idempotent, and the server is a context manager that closes on exit.
 
     Args:
         host: Address to listen on (IPv4 or a host name), e.g. ``"127.0.0.1"``.
