@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import inspect
+import math
 import signal
 import sys
 import threading
@@ -26,6 +28,25 @@ def _duration(text: str) -> float:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 30s, 2m, 500ms)") from None
+
+
+def _positive_duration(text: str) -> float:
+    """A `_duration` above 0 (and finite): a bound of the dashboard's server."""
+    value = _duration(text)
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a positive duration (e.g. 5s, 500ms), got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    """A whole number of at least 1: a count bound of the dashboard's server."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return value
 
 
 def _outage(text: str) -> tuple[float, float]:
@@ -70,6 +91,19 @@ def _parser() -> argparse.ArgumentParser:
     board.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     board.add_argument("--stream", action="append", metavar="URL", help="a Hystrix stream to watch (repeatable)")
     board.add_argument("--no-proxy", action="store_true", help="do not relay other origins' streams")
+    bounds = board.add_argument_group("bounds on clients", "a client past one is refused (the README's Security)")
+    defaults = inspect.signature(dashboard.serve).parameters  # the library's defaults, written once
+    for flag, kind, metavar, text in (
+        ("--max-connections", _positive_int, "N", "connections at once; one more gets 503"),
+        ("--max-clients", _positive_int, "N", "stream clients at once; one more gets 503"),
+        ("--header-timeout", _positive_duration, "DURATION", "to send a request line and headers; then 408"),
+        ("--max-header-bytes", _positive_int, "N", "size of a request line and headers; then 414 or 431"),
+        ("--idle-timeout", _positive_duration, "DURATION", "wait for a request on an open connection; then closed"),
+        ("--send-timeout", _positive_duration, "DURATION", "a write to a client that does not read; then dropped"),
+    ):
+        default = defaults[flag[2:].replace("-", "_")].default
+        shown = f"{default:g}s" if kind is _positive_duration else default
+        bounds.add_argument(flag, type=kind, default=default, metavar=metavar, help=f"{text} (default {shown})")
     return parser
 
 
@@ -81,12 +115,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         # (a shell starts background jobs with SIGINT ignored, and Python then installs no handler of its own).
         signal.signal(signal.SIGINT, signal.default_int_handler)
     if args.command == "dashboard":
-        return _dashboard(args)
+        return _dashboard(parser, args)
     return _demo(parser, args)
 
 
-def _dashboard(args: argparse.Namespace) -> int:
-    server = dashboard.serve(args.host, args.port, block=False, streams=args.stream, proxy=not args.no_proxy)
+def _dashboard(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    try:
+        server = dashboard.serve(
+            args.host,
+            args.port,
+            block=False,
+            streams=args.stream,
+            proxy=not args.no_proxy,
+            max_connections=args.max_connections,
+            max_clients=args.max_clients,
+            header_timeout=args.header_timeout,
+            max_header_bytes=args.max_header_bytes,
+            idle_timeout=args.idle_timeout,
+            send_timeout=args.send_timeout,
+        )
+    except (TypeError, ValueError) as error:
+        parser.error(str(error))
     print(f"dashboard: http://{args.host}:{server.port}/  (Ctrl-C stops)", flush=True)
     try:
         while True:

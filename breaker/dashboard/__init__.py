@@ -174,6 +174,10 @@ def serve(
     interval: float | timedelta = 0.5,
     max_clients: int = 5,
     send_timeout: float | timedelta = 10.0,
+    max_connections: int = 64,
+    header_timeout: float | timedelta = 10.0,
+    max_header_bytes: int = 16384,
+    idle_timeout: float | timedelta = 5.0,
     circuits: Circuits | None = None,
 ) -> _stream.StreamServer:
     """Serve the dashboard at ``http://host:port/`` and this process's stream at ``/hystrix.stream``.
@@ -189,6 +193,8 @@ def serve(
         block: True: serve on this thread until interrupted. False: on a thread the returned server owns.
         streams, proxy: See `page`.
         interval, max_clients, send_timeout, circuits: The stream's, see `breaker.stream.serve`.
+        max_connections, header_timeout, max_header_bytes, idle_timeout: The server's bounds on every connection,
+            see `breaker.stream.serve`.
 
     Returns:
         The `breaker.stream.StreamServer`.
@@ -204,6 +210,10 @@ def serve(
         interval=interval,
         max_clients=max_clients,
         send_timeout=send_timeout,
+        max_connections=max_connections,
+        header_timeout=header_timeout,
+        max_header_bytes=max_header_bytes,
+        idle_timeout=idle_timeout,
         circuits=circuits,
         routes=routes(streams=streams, proxy=proxy),
     )

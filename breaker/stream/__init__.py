@@ -32,6 +32,21 @@ when it disconnects (at the next write; at once on ASGI's ``http.disconnect``) a
 ``send_timeout`` seconds (the stdlib server and the ASGI app; under WSGI the server's own timeouts apply). Past
 ``max_clients`` (5, as Java Hystrix) clients at once, the answer is HTTP 503. The publisher thread starts with
 the first client and stops when the last one leaves; ``close()`` ends every stream and waits for every thread.
+
+Bounds of the stdlib server on every connection, streams and pages alike, so that bad clients are shed and the
+server goes on serving the others (each is an argument of `serve`; `breaker.stream._bounds` enforces them):
+
+- at most ``max_connections`` (64) connections at once: one more is answered 503 and closed by the accepting
+  thread, which starts no thread for it and never waits on it;
+- a request's line and headers must arrive within ``header_timeout`` seconds (10) of its first byte, however
+  slowly they trickle in (else 408), and fit in ``max_header_bytes`` (16384; else 414 for the request line, 431);
+- a connection that sends nothing for ``idle_timeout`` seconds (5) is closed without an answer;
+- a malformed request line is answered 400, an HTTP version other than 1.x 400 or 505, a method other than GET
+  405 (with ``Allow: GET``).
+
+Each refusal closes its connection. The server answers one request per connection (HTTP/1.0), so no connection
+idles between requests. ``close()`` shuts down every connection, which wakes a thread waiting on a slow or idle
+client at once, whatever is left of its bounds.
 """
 
 from __future__ import annotations
@@ -39,6 +54,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http.server
+import io
 import logging
 import socket
 import threading
@@ -51,6 +67,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeAlias
 
 from breaker._core.validation import seconds
 
+from ._bounds import Bounds, HeadError, bounds, read_head, refuse
 from ._hystrix import (
     INT_MAX,
     PING,
@@ -369,14 +386,19 @@ class _HTTPServer(http.server.ThreadingHTTPServer):
     owner: StreamServer
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        # The mixin's, keeping each thread and its connection for close() to wake and join.
+        # The mixin's, keeping each thread and its connection for close() to wake and join. Past max_connections
+        # the connection is answered 503 and closed here, on the accepting thread, without waiting on the client.
         thread = threading.Thread(
             target=self.process_request_thread,
             args=(request, client_address),
             name="breaker-stream-request",
             daemon=True,
         )
-        self.owner._track(thread, request)
+        if not self.owner._track(thread, request):
+            logger.debug("Hystrix stream server: %s refused, max_connections reached", client_address)
+            refuse(request)
+            self.shutdown_request(request)
+            return
         thread.start()
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
@@ -388,7 +410,57 @@ class _HTTPServer(http.server.ThreadingHTTPServer):
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     server_version = "breaker-stream"
+    default_request_version = "HTTP/1.0"  # an error found before the version is known still gets a status line
     owner: ClassVar[StreamServer]  # set on a subclass made per server
+    bounds: ClassVar[Bounds]  # likewise
+
+    def handle_one_request(self) -> None:
+        # The stdlib's, but the head is read within the server's bounds (the stdlib reads it with no deadline
+        # and no size cap), and anything but a GET over HTTP/1.x is refused.
+        self.close_connection = True  # until a request says otherwise (the stdlib's HTTP/1.0 never does)
+        head = self._head()
+        if head is None:
+            return
+        self.raw_requestline, header_lines = head
+        connection_reader, self.rfile = self.rfile, io.BytesIO(header_lines)
+        try:
+            parsed = self.parse_request()  # answers 400, 431 or 505 itself
+        finally:
+            self.rfile = connection_reader
+        if not parsed:
+            return
+        if int(self.request_version.split("/", 1)[1].split(".")[0]) != 1:  # parse_request checked the form
+            self.request_version = self.default_request_version  # answer with a status line (HTTP/0.9 has none)
+            self.send_error(http.HTTPStatus.HTTP_VERSION_NOT_SUPPORTED, explain="this server speaks HTTP/1.x")
+            return
+        if self.command != "GET":
+            self._reply(405, f"{self.command} is not allowed here: GET only\n", [("Allow", "GET")])
+            return
+        try:
+            self.do_GET()
+            self.wfile.flush()
+        except TimeoutError as error:  # a write waited send_timeout: the client stopped reading
+            self.log_error("Request timed out: %r", error)
+            self.close_connection = True
+
+    def _head(self) -> tuple[bytes, bytes] | None:
+        """The request line and header lines, read within the bounds; None when there is nothing to serve."""
+        reader = self.rfile
+        assert isinstance(reader, io.BufferedReader)  # what makefile() gives with the default rbufsize
+        refused: HeadError | None = None
+        head = None
+        try:
+            head = read_head(reader, self.connection, self.bounds)
+        except HeadError as error:
+            refused = error
+        except OSError:  # reset by the client, or shut down by close(): nobody to answer
+            pass
+        self.connection.settimeout(self.timeout)  # from here on it bounds each write (send_timeout)
+        if refused is not None:
+            self.command, self.requestline, self.request_version = "", "", self.default_request_version
+            with contextlib.suppress(OSError):
+                self.send_error(refused.status, explain=refused.reason)
+        return head
 
     def do_GET(self) -> None:
         path = urllib.parse.urlsplit(self.path).path
@@ -400,9 +472,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         else:
             self._reply(404, f"nothing at {path}; the Hystrix stream is at {STREAM_PATH}\n")
 
-    def _reply(self, status: int, text: str) -> None:
+    def _reply(self, status: int, text: str, headers: Iterable[tuple[str, str]] = ()) -> None:
         body = text.encode()
         self.send_response(status)
+        for header, value in headers:
+            self.send_header(header, value)
         self.send_header("Content-Type", "text/plain; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -433,17 +507,19 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 class StreamServer:
     """A small HTTP server with the stream at ``/hystrix.stream`` (`STREAM_PATH`). Made by `serve`.
 
-    One thread per connection (`http.server.ThreadingHTTPServer`), plus the publisher thread while a client is
-    connected, plus, after `start`, the thread running the server. `close` stops all of them and waits for them
-    (they are daemon threads, so a server never closed does not keep the process alive); it is idempotent, and
-    the server is a context manager that closes on exit.
+    One thread per connection (`http.server.ThreadingHTTPServer`), at most ``max_connections`` of them, plus the
+    publisher thread while a client is connected, plus, after `start`, the thread running the server. `close`
+    stops all of them and waits for them (they are daemon threads, so a server never closed does not keep the
+    process alive); it is idempotent, and the server is a context manager that closes on exit.
 
     Args:
         host: Address to listen on (IPv4 or a host name), e.g. ``"127.0.0.1"``.
         port: Port to listen on; 0 picks a free one (read it from `port`).
         interval, max_clients, buffer, circuits, group, clock: See `serve`.
-        send_timeout: Seconds a write (or the request line) may wait for a client; a client that stopped reading
-            for that long is dropped. Default 10.0.
+        send_timeout: Seconds a write may wait for a client; a client that stopped reading for that long is
+            dropped. Default 10.0.
+        max_connections, header_timeout, max_header_bytes, idle_timeout: The bounds on every connection, see
+            `serve`.
         routes: Extra pages: a path mapped to a `Route`, called with the request handler to write a response.
 
     Raises:
@@ -460,11 +536,21 @@ class StreamServer:
         max_clients: int = 5,
         buffer: int = 16,
         send_timeout: float | timedelta = 10.0,
+        max_connections: int = 64,
+        header_timeout: float | timedelta = 10.0,
+        max_header_bytes: int = 16384,
+        idle_timeout: float | timedelta = 5.0,
         routes: Mapping[str, Route] | None = None,
         circuits: Circuits | None = None,
         group: Callable[[str], str] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self._bounds = bounds(
+            max_connections=max_connections,
+            header_timeout=header_timeout,
+            max_header_bytes=max_header_bytes,
+            idle_timeout=idle_timeout,
+        )
         self._routes = dict(routes or {})
         for path, route in self._routes.items():
             if not isinstance(path, str) or not path.startswith("/") or path == STREAM_PATH:
@@ -475,9 +561,10 @@ class StreamServer:
         owner = self
 
         class Handler(_Handler):
-            timeout = seconds("send_timeout", send_timeout)  # the socket timeout of every connection
+            timeout = seconds("send_timeout", send_timeout)  # the socket timeout of every write
 
         Handler.owner = owner
+        Handler.bounds = self._bounds
         self._httpd = _HTTPServer((host, port), Handler)
         self._httpd.owner = self
         # Guards the request threads, the flags and the serving thread: request threads come and go, and close()
@@ -491,7 +578,8 @@ class StreamServer:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "serving" if self._serving else "bound"
-        return f"<StreamServer {self.url} {state} {self._publisher.describe()} {self.statistics()}>"
+        options = f"{self._publisher.describe()} {self._bounds.describe()}"
+        return f"<StreamServer {self.url} {state} {options} {self.statistics()}>"
 
     @property
     def host(self) -> str:
@@ -577,9 +665,13 @@ class StreamServer:
             self._closers.add(closer)
             return True
 
-    def _track(self, thread: threading.Thread, connection: socket.socket) -> None:
-        with self._lock:  # request threads come and go while close() may copy them
+    def _track(self, thread: threading.Thread, connection: socket.socket) -> bool:
+        """Keep ``thread`` and its connection for `close`; False (nothing kept) past ``max_connections``."""
+        with self._lock:  # request threads come and go while close() may copy them; the count is read with the add
+            if len(self._requests) >= self._bounds.max_connections:
+                return False
             self._requests[thread] = connection
+            return True
 
     def _untrack(self, thread: threading.Thread) -> None:
         with self._lock:  # request threads come and go while close() may copy them
@@ -603,6 +695,10 @@ def serve(
     max_clients: int = 5,
     buffer: int = 16,
     send_timeout: float | timedelta = 10.0,
+    max_connections: int = 64,
+    header_timeout: float | timedelta = 10.0,
+    max_header_bytes: int = 16384,
+    idle_timeout: float | timedelta = 5.0,
     routes: Mapping[str, Route] | None = None,
     circuits: Circuits | None = None,
     group: Callable[[str], str] | None = None,
@@ -624,6 +720,14 @@ def serve(
         max_clients: Clients served at once; more get HTTP 503. Default 5.
         buffer: Intervals kept for a client that has not read them; past it the oldest are dropped. Default 16.
         send_timeout: Seconds a write may wait for a client that stopped reading before it is dropped. Default 10.
+        max_connections: Connections held at once, streams and pages alike; one more is answered 503 and closed at
+            once. Default 64.
+        header_timeout: Seconds from a request's first byte to the end of its request line and headers; past it
+            the answer is 408 and the connection is closed. Default 10.
+        max_header_bytes: Bytes of the request line and headers together; past them the answer is 414 (the
+            request line alone) or 431, and the connection is closed. Default 16384.
+        idle_timeout: Seconds a connection may wait, with nothing sent, for its request; past it the connection is
+            closed without an answer. Default 5.
         routes: Extra pages, e.g. a dashboard at ``"/"``: a path mapped to a `Route`.
         circuits: Returns the circuits to report; default `breaker.circuits` (the current registry, each time).
         group: Maps a command name to its ``group``; default the name itself.
@@ -643,6 +747,10 @@ def serve(
         max_clients=max_clients,
         buffer=buffer,
         send_timeout=send_timeout,
+        max_connections=max_connections,
+        header_timeout=header_timeout,
+        max_header_bytes=max_header_bytes,
+        idle_timeout=idle_timeout,
         routes=routes,
         circuits=circuits,
         group=group,

@@ -647,9 +647,9 @@ def test_unknown_paths_are_404(kind: Kind, servers: Servers) -> None:
         assert fetch(board.port, path).status == 404, path
 
 
-@pytest.mark.parametrize("kind", MOUNTABLE)
+@pytest.mark.parametrize("kind", KINDS)
 def test_methods_other_than_get_are_405(kind: Kind, servers: Servers) -> None:
-    """WSGI and ASGI: POST to the page, an asset, the proxy or the stream answers 405 with Allow: GET."""
+    """POST to the page, an asset, the proxy or the stream answers 405 with Allow: GET."""
     board = servers.board(kind, proxy=True)
     for path in ["/", "/dashboard.js", "/proxy.stream", "/hystrix.stream"]:
         reply = fetch(board.port, path, method="POST")
