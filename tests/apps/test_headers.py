@@ -1,9 +1,10 @@
-"""The headers every response of the stream carries, whoever serves it, and the stream's CORS.
+"""The headers every response of the stream and the dashboard carries, whoever serves them, and the stream's CORS.
 
 `breaker.stream.SECURITY_HEADERS` (nosniff, a Content-Security-Policy, no framing, no referrer) on every response:
 the stdlib servers' (read off the socket, byte for byte, errors that `http.server` writes itself included), and the
-WSGI and ASGI apps' (driven directly, as a server would: ``start_response``, ``receive``/``send``). No response
-has a CORS header unless ``cors_origins`` asks for one.
+WSGI and ASGI apps' (driven directly, as a server would: ``start_response``, ``receive``/``send``). The dashboard's
+page replaces the Content-Security-Policy with its own; no response has a CORS header unless ``cors_origins``
+asks for one.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ import asyncio
 import socket
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 import breaker
+import breaker.dashboard
 import breaker.stream
 from breaker.stream import SECURITY_HEADERS, StreamServer
 
@@ -28,6 +31,10 @@ Json = dict[str, Any]
 Headers = list[tuple[str, str]]
 WAIT = 5.0  # seconds: the bound on any wait for something that should take milliseconds
 DEFAULT_POLICY = "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+PAGE_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'{}; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
 
 
 def check_hardened(headers: Headers, policy: str = DEFAULT_POLICY, cors: bool = False) -> None:
@@ -131,6 +138,78 @@ def test_every_answer_of_the_stream_server_is_hardened(servers: Callable[[Stream
         check_hardened(headers)
 
 
+def test_every_answer_of_the_dashboard_server_is_hardened(servers: Callable[[StreamServer], StreamServer]) -> None:
+    """The stdlib dashboard: the page (its own policy), assets, stream, proxy answers, 404, 403, 501."""
+    upstream = servers(breaker.stream.serve("127.0.0.1", 0, block=False))
+    down = f"http://127.0.0.1:{_closed_port()}/hystrix.stream"
+    board = servers(
+        breaker.dashboard.serve(
+            "127.0.0.1", 0, block=False, proxy=True, streams=[upstream.url], allowed_upstreams=[down]
+        )
+    )
+    port = board.port
+    proxy = _proxy_base(raw_body(port, "/"))
+
+    def relay(origin: str, base: str = proxy) -> bytes:
+        return get(f"/{base}&" + urllib.parse.urlencode({"origin": origin}), port)
+
+    answers = {
+        "page": raw_head(port, get("/", port)),
+        "css": raw_head(port, get("/dashboard.css", port)),
+        "js": raw_head(port, get("/dashboard.js", port)),
+        "stream": raw_head(port, get("/hystrix.stream", port)),
+        "relayed": raw_head(port, relay(upstream.url)),
+        "upstream-down": raw_head(port, relay(down)),
+        "not-allowed": raw_head(port, relay("http://127.0.0.1:1/other")),
+        "malformed": raw_head(port, relay("http://[::1/")),
+        "no-token": raw_head(port, relay(upstream.url, "proxy.stream?")),
+        "foreign-host": raw_head(port, b"GET / HTTP/1.0\r\nHost: evil.example\r\n\r\n"),
+        "nothing": raw_head(port, get("/nothing", port)),
+        "post": raw_head(port, b"POST / HTTP/1.0\r\nContent-Length: 0\r\n\r\n"),
+    }
+    statuses = {name: status for name, (status, _) in answers.items()}
+    assert statuses == {
+        "page": 200,
+        "css": 200,
+        "js": 200,
+        "stream": 200,
+        "relayed": 200,
+        "upstream-down": 502,
+        "not-allowed": 403,
+        "malformed": 400,
+        "no-token": 403,
+        "foreign-host": 403,
+        "nothing": 404,
+        "post": 501,
+    }
+    for name, (_, headers) in answers.items():
+        check_hardened(headers, PAGE_POLICY.format("") if name == "page" else DEFAULT_POLICY)
+    assert dict(answers["page"][1])["Cache-Control"] == "no-store"  # the page holds the proxy's token
+
+
+def raw_body(port: int, path: str) -> bytes:
+    """The body of a finite answer to GET ``path``."""
+    with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as sock:
+        sock.sendall(get(path, port))
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    return data.partition(b"\r\n\r\n")[2]
+
+
+def _proxy_base(page: bytes) -> str:
+    """The page's proxy path, token included (``proxy.stream?token=...``)."""
+    start = page.index(b"proxy.stream?token=")
+    return page[start : page.index(b"&quot;", start)].decode()
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
 HOSTS = ["127.0.0.1:{port}", "localhost:{port}", "[::1]:{port}", "named.internal:{port}", "named.internal:81"]
 FOREIGN = ["evil.example", "127.0.0.1:1", "10.1.2.3:{port}"]
 
@@ -212,6 +291,48 @@ def test_every_answer_of_the_wsgi_stream_is_hardened(method: str, status: int) -
     check_hardened(answer[1])
 
 
+def test_every_answer_of_the_wsgi_dashboard_is_hardened(servers: Callable[[StreamServer], StreamServer]) -> None:
+    """The WSGI dashboard: 301, page (its policy), assets, stream, proxy answers, 400, 403, 404, 405."""
+    upstream = servers(breaker.stream.serve("127.0.0.1", 0, block=False))
+    app = breaker.dashboard.wsgi_app(stream=breaker.stream.wsgi_app(), proxy=True, streams=[upstream.url])
+    try:
+        token = _proxy_base(call_wsgi(app, "/")[2]).partition("?")[2]
+        answers = {
+            "redirect": call_wsgi(app, ""),
+            "page": call_wsgi(app, "/"),
+            "css": call_wsgi(app, "/dashboard.css"),
+            "js": call_wsgi(app, "/dashboard.js"),
+            "stream": call_wsgi(app, "/hystrix.stream"),
+            "relayed": call_wsgi(app, "/proxy.stream", query=f"{token}&origin={upstream.url}"),
+            "not-allowed": call_wsgi(app, "/proxy.stream", query=f"{token}&origin=http://127.0.0.1:1/x"),
+            "malformed": call_wsgi(app, "/proxy.stream", query=f"{token}&origin=ftp://x/"),
+            "no-token": call_wsgi(app, "/proxy.stream", query=f"origin={upstream.url}"),
+            "foreign-host": call_wsgi(app, "/", host="evil.example"),
+            "no-host": call_wsgi(app, "/hystrix.stream", host=None),
+            "nothing": call_wsgi(app, "/nothing"),
+            "post": call_wsgi(app, "/", method="POST"),
+        }
+    finally:
+        app.close()
+    assert {name: status for name, (status, _, _) in answers.items()} == {
+        "redirect": 301,
+        "page": 200,
+        "css": 200,
+        "js": 200,
+        "stream": 200,
+        "relayed": 200,
+        "not-allowed": 403,
+        "malformed": 400,
+        "no-token": 403,
+        "foreign-host": 403,
+        "no-host": 400,
+        "nothing": 404,
+        "post": 405,
+    }
+    for name, (_, headers, _) in answers.items():
+        check_hardened(headers, PAGE_POLICY.format("") if name == "page" else DEFAULT_POLICY)
+
+
 # -- ASGI, driven directly -----------------------------------------------------------------------------------------
 
 
@@ -288,6 +409,57 @@ def test_every_answer_of_the_asgi_stream_is_hardened() -> None:
         check_hardened(headers)
 
 
+def test_every_answer_of_the_asgi_dashboard_is_hardened(servers: Callable[[StreamServer], StreamServer]) -> None:
+    """The ASGI dashboard: 301, page (its policy), assets, stream, proxy answers, 400, 403, 404, 405."""
+    upstream = servers(breaker.stream.serve("127.0.0.1", 0, block=False))
+    app = breaker.dashboard.asgi_app(stream=breaker.stream.asgi_app(interval=0.02), proxy=True, streams=[upstream.url])
+
+    async def scenario() -> dict[str, tuple[int, Headers, bytes]]:
+        token = _proxy_base((await call_asgi(app, "/"))[2]).partition("?")[2]
+        return {
+            "redirect": await call_asgi(app, ""),
+            "page": await call_asgi(app, "/"),
+            "css": await call_asgi(app, "/dashboard.css"),
+            "js": await call_asgi(app, "/dashboard.js"),
+            "stream": await call_asgi(app, "/hystrix.stream"),
+            "relayed": await call_asgi(app, "/proxy.stream", query=f"{token}&origin={upstream.url}"),
+            "not-allowed": await call_asgi(app, "/proxy.stream", query=f"{token}&origin=http://127.0.0.1:1/x"),
+            "malformed": await call_asgi(app, "/proxy.stream", query=f"{token}&origin=ftp://x/"),
+            "no-token": await call_asgi(app, "/proxy.stream", query=f"origin={upstream.url}"),
+            "foreign-host": await call_asgi(app, "/", host="evil.example"),
+            "no-host": await call_asgi(app, "/hystrix.stream", host=None),
+            "two-hosts": await call_asgi(app, "/", headers=[("Host", "evil.example")]),
+            "nothing": await call_asgi(app, "/nothing"),
+            "post": await call_asgi(app, "/", method="POST"),
+        }
+
+    try:
+        answers = asyncio.run(scenario())
+    finally:
+        app.close()
+    assert {name: status for name, (status, _, _) in answers.items()} == {
+        "redirect": 301,
+        "page": 200,
+        "css": 200,
+        "js": 200,
+        "stream": 200,
+        "relayed": 200,
+        "not-allowed": 403,
+        "malformed": 400,
+        "no-token": 403,
+        "foreign-host": 403,
+        "no-host": 400,
+        "two-hosts": 400,
+        "nothing": 404,
+        "post": 405,
+    }
+    for name, (_, headers, _) in answers.items():
+        check_hardened(headers, PAGE_POLICY.format("") if name == "page" else DEFAULT_POLICY)
+
+
+# -- the page's policy ---------------------------------------------------------------------------------------------
+
+
 @pytest.mark.parametrize(
     ("options", "connect"),
     [
@@ -301,6 +473,21 @@ def test_every_answer_of_the_asgi_stream_is_hardened() -> None:
     ],
     ids=["default", "relative-streams", "other-origins", "other-origins-proxied"],
 )
+@pytest.mark.parametrize("kind", ["wsgi", "asgi"])
+def test_the_page_policy_allows_its_own_script_style_and_streams_only(kind: str, options: Any, connect: str) -> None:
+    """The page's CSP: own script and style, data: images, connections to itself and (no proxy) its streams' origins."""
+    if kind == "wsgi":
+        wsgi = breaker.dashboard.wsgi_app(stream=breaker.stream.wsgi_app(), **options)
+        status, headers, _ = call_wsgi(wsgi, "/")
+        wsgi.close()
+    else:
+        asgi = breaker.dashboard.asgi_app(stream=breaker.stream.asgi_app(), **options)
+        status, headers, _ = asyncio.run(call_asgi(asgi, "/"))
+        asgi.close()
+    assert status == 200
+    check_hardened(headers, PAGE_POLICY.format(connect))
+
+
 # -- CORS ----------------------------------------------------------------------------------------------------------
 
 
