@@ -1178,34 +1178,78 @@ def cli(*args: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
         process.communicate(timeout=10)
 
 
-def interrupt(process: subprocess.Popen[str]) -> None:
-    """Ctrl-C: the dashboard stops and exits 0, promptly."""
+def interrupt(process: subprocess.Popen[str]) -> str:
+    """Ctrl-C: the dashboard stops and exits 0, promptly; returns what it wrote to stderr."""
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=10)
     assert process.returncode == 0, err
+    return err
 
 
-def test_cli_serves_the_dashboard_with_the_proxy_on_and_the_streams_given() -> None:
-    """`python -m breaker dashboard --stream URL`: prints its address, serves URL with the proxy on; SIGINT: 0."""
+def test_cli_serves_the_streams_given_with_the_proxy_off_by_default() -> None:
+    """`python -m breaker dashboard --stream URL`: prints its address, serves URL, no proxy (404), hints at --proxy."""
     url = "http://127.0.0.1:9/hystrix.stream"
     with cli("--stream", url, "--stream", "other.stream") as (process, port):
         page = fetch(port, "/")
         assert page.status == 200
-        assert config_of(page.body)["streams"] == [url, "other.stream"]
-        proxy = proxy_of(config_of(page.body))
-        assert fetch(port, f"/{proxy}").status == 400  # on: it asks for an origin
+        assert config_of(page.body) == {"streams": [url, "other.stream"], "proxy": None}
+        assert fetch(port, proxy_path_for(url)).status == 404
         with Client(port, "/hystrix.stream") as client:
             assert client.status == 200
-        interrupt(process)
+        err = interrupt(process)
+    assert "add --proxy" in err
+
+
+def proxy_path_for(origin: str, proxy: str = "proxy.stream") -> str:
+    return f"/{proxy}{'&' if '?' in proxy else '?'}" + urllib.parse.urlencode({"origin": origin})
+
+
+def test_cli_proxy_relays_only_the_streams_given_and_the_upstreams_allowed() -> None:
+    """--proxy: the page's proxy has a token; it tries the --stream and --allow-upstream URLs only (403 others)."""
+    named, allowed = (f"http://127.0.0.1:{closed_port()}/{name}.stream" for name in ("named", "allowed"))
+    with cli("--proxy", "--stream", named, "--allow-upstream", allowed) as (process, port):
+        proxy = proxy_of(config_of(fetch(port, "/").body))
+        for url in (named, allowed):
+            reply = fetch(port, proxy_path_for(url, proxy))
+            assert (reply.status, b"cannot read" in reply.body) == (502, True), url  # tried: nothing listens there
+        other = fetch(port, proxy_path_for(f"http://127.0.0.1:{closed_port()}/other.stream", proxy))
+        assert (other.status, b"may not relay" in other.body) == (403, True)
+        assert fetch(port, proxy_path_for(named)).status == 403  # no token
+        assert "--proxy" not in interrupt(process)
 
 
 def test_cli_no_proxy_turns_the_proxy_off() -> None:
-    """--no-proxy: the config's proxy is null and /proxy.stream is 404; SIGINT ends it with exit code 0."""
+    """--no-proxy (the default now, kept for old scripts): the config's proxy is null and /proxy.stream is 404."""
     with cli("--no-proxy") as (process, port):
         page = fetch(port, "/")
         assert config_of(page.body) == {"streams": ["hystrix.stream"], "proxy": None}
         assert fetch(port, "/proxy.stream").status == 404
         interrupt(process)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--allow-upstream", "http://127.0.0.1:1/s"], "--allow-upstream names what the proxy may relay: give --proxy"),
+        (["--proxy", "--no-proxy"], "not allowed with argument"),
+        (["--proxy", "--allow-upstream", "ftp://127.0.0.1/s"], "allowed_upstreams: 'ftp://127.0.0.1/s' cannot be"),
+        (["--stream", "localhost:8080/hystrix.stream"], "streams: 'localhost:8080/hystrix.stream' cannot be read"),
+        (["--allow-host", "http://dash.example"], "allowed_hosts: 'http://dash.example' is not a host name"),
+    ],
+    ids=["allow-upstream-without-proxy", "proxy-and-no-proxy", "bad-upstream", "bad-stream", "bad-host"],
+)
+def test_cli_refuses_bad_proxy_options_with_a_message(args: list[str], message: str) -> None:
+    """Contradictory or malformed proxy and host options: exit code 2 and a message naming the option."""
+    result = subprocess.run(
+        [sys.executable, "-m", "breaker", "dashboard", "--port", "0", *args],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "dashboard:" not in result.stdout
 
 
 # -- hostile input: what a web page, or a request it makes a browser send, cannot make the dashboard do -------------
@@ -1365,6 +1409,14 @@ def test_bad_host_and_upstream_options_are_refused_naming_them(
     with pytest.raises(error, match=re.escape(match)):
         factories[make]()
     assert board_threads() == []
+
+
+def test_cli_allow_host_answers_that_name() -> None:
+    """--allow-host NAME: a Host of NAME is answered; another name gets 403."""
+    with cli("--allow-host", "dash.example") as (process, port):
+        assert raw(port, "/", [("Host", f"dash.example:{port}")]).status == 200
+        assert raw(port, "/", [("Host", f"evil.example:{port}")]).status == 403
+        interrupt(process)
 
 
 CALLERS = {
