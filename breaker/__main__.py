@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 import time
+import urllib.parse
 from collections.abc import Sequence
 
 from . import dashboard
@@ -85,12 +86,35 @@ def _parser() -> argparse.ArgumentParser:
         "dashboard",
         help="serve the live dashboard (and this process's stream)",
         description="Serve the dashboard at / and the Hystrix stream at /hystrix.stream. Give --stream to watch "
-        "another service's Hystrix stream; the page relays it through /proxy.stream.",
+        "another service's Hystrix stream, and --proxy to have the page read it through /proxy.stream (a browser "
+        "reads another origin's stream itself only if that server sends CORS headers, which Java Hystrix does not).",
     )
     board.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     board.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     board.add_argument("--stream", action="append", metavar="URL", help="a Hystrix stream to watch (repeatable)")
-    board.add_argument("--no-proxy", action="store_true", help="do not relay other origins' streams")
+    proxy = board.add_mutually_exclusive_group()
+    proxy.add_argument(
+        "--proxy",
+        action="store_true",
+        help="relay other origins' streams for the page: the --stream and --allow-upstream URLs only",
+    )
+    proxy.add_argument("--no-proxy", action="store_true", help="relay nothing (the default; kept for old scripts)")
+    board.add_argument(
+        "--allow-upstream",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a stream URL the proxy may relay when typed into the page, besides the --stream ones (repeatable; "
+        "needs --proxy)",
+    )
+    board.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a host name the dashboard is reached by, besides its address and localhost (repeatable; others get "
+        "403, against DNS rebinding)",
+    )
     bounds = board.add_argument_group("bounds on clients", "a client past one is refused (the README's Security)")
     defaults = inspect.signature(dashboard.serve).parameters  # the library's defaults, written once
     for flag, kind, metavar, text in (
@@ -120,13 +144,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dashboard(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if args.allow_upstream and not args.proxy:
+        parser.error("--allow-upstream names what the proxy may relay: give --proxy too")
     try:
         server = dashboard.serve(
             args.host,
             args.port,
             block=False,
             streams=args.stream,
-            proxy=not args.no_proxy,
+            proxy=args.proxy,
+            allowed_upstreams=args.allow_upstream,
+            allowed_hosts=args.allow_host,
             max_connections=args.max_connections,
             max_clients=args.max_clients,
             header_timeout=args.header_timeout,
@@ -136,6 +164,14 @@ def _dashboard(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int
         )
     except (TypeError, ValueError) as error:
         parser.error(str(error))
+    own = f"{args.host}:{server.port}"
+    if not args.proxy and any(urllib.parse.urlsplit(url).netloc not in ("", own) for url in args.stream or []):
+        print(
+            "note: the page reads a --stream of another origin only if that server sends CORS headers "
+            "(Java Hystrix does not); add --proxy to have the dashboard relay it",
+            file=sys.stderr,
+            flush=True,
+        )
     print(f"dashboard: http://{args.host}:{server.port}/  (Ctrl-C stops)", flush=True)
     try:
         while True:

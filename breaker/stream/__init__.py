@@ -47,6 +47,12 @@ server goes on serving the others (each is an argument of `serve`; `breaker.stre
 Each refusal closes its connection. The server answers one request per connection (HTTP/1.0), so no connection
 idles between requests. ``close()`` shuts down every connection, which wakes a thread waiting on a slow or idle
 client at once, whatever is left of its bounds.
+
+Headers. Every response, of every server and app, carries `SECURITY_HEADERS` (``X-Content-Type-Options: nosniff``,
+a Content-Security-Policy that allows nothing, ``X-Frame-Options: DENY``, ``Referrer-Policy: no-referrer``). No
+CORS header is sent unless ``cors_origins`` names the origins whose pages may read the stream from a browser (or is
+``["*"]``): the Hystrix Dashboard and Turbine read the stream from their servers and need none. The stdlib server
+answers any ``Host`` unless given ``allowed_hosts`` (what the dashboard's server does, against DNS rebinding).
 """
 
 from __future__ import annotations
@@ -60,7 +66,7 @@ import socket
 import threading
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeAlias
@@ -68,6 +74,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeAlias
 from breaker._core.validation import seconds
 
 from ._bounds import Bounds, HeadError, bounds, read_head, refuse
+from ._http import SECURITY_HEADERS, AllowedHosts, CorsOrigins
 from ._hystrix import (
     INT_MAX,
     PING,
@@ -87,6 +94,7 @@ __all__ = [
     "HEADERS",
     "INT_MAX",
     "PING",
+    "SECURITY_HEADERS",
     "STREAM_PATH",
     "ASGIApp",
     "CommandMessage",
@@ -122,7 +130,18 @@ Message: TypeAlias = MutableMapping[str, Any]
 Receive: TypeAlias = Callable[[], Awaitable[Message]]
 Send: TypeAlias = Callable[[Message], Awaitable[None]]
 
-_ASGI_HEADERS: Final = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in HEADERS]
+
+def _asgi_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+
+
+_ASGI_HEADERS: Final = _asgi_headers((*HEADERS, *SECURITY_HEADERS))
+
+
+def _asgi_origin(scope: Scope) -> str | None:
+    """The request's ``Origin`` header, if it sent one."""
+    origins = [v for k, v in scope.get("headers", ()) if k.lower() == b"origin"]
+    return origins[0].decode("latin-1") if len(origins) == 1 else None
 
 
 # -- WSGI -------------------------------------------------------------------------------------------------------
@@ -135,7 +154,7 @@ class WSGIApp:
     at the next interval, when the server's write fails and it closes the response.
 
     Args:
-        interval, max_clients, buffer, circuits, group, clock: See `wsgi_app`.
+        interval, max_clients, buffer, circuits, group, clock, cors_origins: See `wsgi_app`.
 
     Raises:
         TypeError, ValueError: A bad option, named in the message.
@@ -150,21 +169,25 @@ class WSGIApp:
         circuits: Circuits | None = None,
         group: Callable[[str], str] | None = None,
         clock: Callable[[], float] = time.time,
+        cors_origins: Sequence[str] = (),
     ) -> None:
         self._publisher = Publisher(interval, max_clients, buffer, circuits, group, clock)
+        self._cors = CorsOrigins(cors_origins)
 
     def __repr__(self) -> str:
         return f"<WSGIApp {self._publisher.describe()} {self.statistics()}>"
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("REQUEST_METHOD", "GET") != "GET":
-            start_response("405 Method Not Allowed", [("Allow", "GET"), ("Content-Type", "text/plain")])
+            start_response(
+                "405 Method Not Allowed", [("Allow", "GET"), ("Content-Type", "text/plain"), *SECURITY_HEADERS]
+            )
             return [b"the Hystrix stream answers GET only\n"]
         subscriber = ThreadSubscriber(self._publisher.buffer)
         if not self._publisher.subscribe(subscriber):
-            start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
+            start_response("503 Service Unavailable", [("Content-Type", "text/plain"), *SECURITY_HEADERS])
             return [b"too many Hystrix stream clients\n"]
-        start_response("200 OK", list(HEADERS))
+        start_response("200 OK", [*HEADERS, *SECURITY_HEADERS, *self._cors.headers(environ.get("HTTP_ORIGIN"))])
         return _WSGIBody(self._publisher, subscriber)
 
     def statistics(self) -> StreamStatistics:
@@ -214,6 +237,7 @@ def wsgi_app(
     circuits: Circuits | None = None,
     group: Callable[[str], str] | None = None,
     clock: Callable[[], float] = time.time,
+    cors_origins: Sequence[str] = (),
 ) -> WSGIApp:
     """A WSGI application serving the stream, on every path it is mounted at (call its ``close()`` on shutdown).
 
@@ -224,6 +248,8 @@ def wsgi_app(
         circuits: Returns the circuits to report; default `breaker.circuits` (the current registry, each time).
         group: Maps a command name to its ``group``; default the name itself.
         clock: Seconds since the epoch, for ``currentTime``. Default `time.time`.
+        cors_origins: Origins whose pages may read the stream from a browser, e.g. ``["https://board.example"]``
+            (``Access-Control-Allow-Origin``), or ``["*"]`` for any. Default none: no CORS header.
 
     Returns:
         A `WSGIApp`.
@@ -232,7 +258,13 @@ def wsgi_app(
         TypeError, ValueError: A bad option, named in the message.
     """
     return WSGIApp(
-        interval=interval, max_clients=max_clients, buffer=buffer, circuits=circuits, group=group, clock=clock
+        interval=interval,
+        max_clients=max_clients,
+        buffer=buffer,
+        circuits=circuits,
+        group=group,
+        clock=clock,
+        cors_origins=cors_origins,
     )
 
 
@@ -249,7 +281,7 @@ class ASGIApp:
     ``close()`` first, or set uvicorn's ``timeout_graceful_shutdown``, to stop a server with clients connected.)
 
     Args:
-        interval, max_clients, buffer, circuits, group, clock: See `asgi_app`.
+        interval, max_clients, buffer, circuits, group, clock, cors_origins: See `asgi_app`.
         send_timeout: Seconds a write may wait for a client that stopped reading. Default 10.0.
 
     Raises:
@@ -266,9 +298,11 @@ class ASGIApp:
         circuits: Circuits | None = None,
         group: Callable[[str], str] | None = None,
         clock: Callable[[], float] = time.time,
+        cors_origins: Sequence[str] = (),
     ) -> None:
         self._publisher = Publisher(interval, max_clients, buffer, circuits, group, clock)
         self._send_timeout = seconds("send_timeout", send_timeout)
+        self._cors = CorsOrigins(cors_origins)
 
     def __repr__(self) -> str:
         return f"<ASGIApp {self._publisher.describe()} send_timeout={self._send_timeout:g}s {self.statistics()}>"
@@ -282,7 +316,7 @@ class ASGIApp:
         elif scope.get("method", "GET") != "GET":
             await _asgi_reply(send, 405, b"the Hystrix stream answers GET only\n", [(b"allow", b"GET")])
         else:
-            await self._stream(receive, send)
+            await self._stream(receive, send, _asgi_headers(self._cors.headers(_asgi_origin(scope))))
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -294,14 +328,14 @@ class ASGIApp:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def _stream(self, receive: Receive, send: Send) -> None:
+    async def _stream(self, receive: Receive, send: Send, cors: list[tuple[bytes, bytes]]) -> None:
         subscriber = AsyncSubscriber(self._publisher.buffer, asyncio.get_running_loop())
         if not await self._publisher.asubscribe(subscriber):
             await _asgi_reply(send, 503, b"too many Hystrix stream clients\n")
             return
         watcher = asyncio.ensure_future(_watch_disconnect(receive, subscriber))
         try:
-            await send({"type": "http.response.start", "status": 200, "headers": _ASGI_HEADERS})
+            await send({"type": "http.response.start", "status": 200, "headers": [*_ASGI_HEADERS, *cors]})
             while (payload := await subscriber.next()) is not None:
                 body = {"type": "http.response.body", "body": payload, "more_body": True}
                 await asyncio.wait_for(send(body), self._send_timeout)
@@ -335,7 +369,7 @@ async def _watch_disconnect(receive: Receive, subscriber: AsyncSubscriber) -> No
 
 
 async def _asgi_reply(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    headers = [(b"content-type", b"text/plain"), *(headers or [])]
+    headers = [(b"content-type", b"text/plain"), *(headers or []), *_asgi_headers(SECURITY_HEADERS)]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -349,6 +383,7 @@ def asgi_app(
     circuits: Circuits | None = None,
     group: Callable[[str], str] | None = None,
     clock: Callable[[], float] = time.time,
+    cors_origins: Sequence[str] = (),
 ) -> ASGIApp:
     """An ASGI 3 application serving the stream, on every path it is mounted at; it handles ``lifespan`` too.
 
@@ -360,6 +395,8 @@ def asgi_app(
         circuits: Returns the circuits to report; default `breaker.circuits` (the current registry, each time).
         group: Maps a command name to its ``group``; default the name itself.
         clock: Seconds since the epoch, for ``currentTime``. Default `time.time`.
+        cors_origins: Origins whose pages may read the stream from a browser, e.g. ``["https://board.example"]``
+            (``Access-Control-Allow-Origin``), or ``["*"]`` for any. Default none: no CORS header.
 
     Returns:
         An `ASGIApp`.
@@ -375,6 +412,7 @@ def asgi_app(
         circuits=circuits,
         group=group,
         clock=clock,
+        cors_origins=cors_origins,
     )
 
 
@@ -462,7 +500,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self.send_error(refused.status, explain=refused.reason)
         return head
 
+    _sent: set[str]  # the names of the headers of the response being written (lower case)
+
     def do_GET(self) -> None:
+        hosts = self.owner._hosts
+        if hosts is not None and (refused := hosts.refusal(self.headers.get_all("Host", []), self.owner._bound)):
+            self._reply(refused[0], refused[1] + "\n")
+            return
         path = urllib.parse.urlsplit(self.path).path
         route = self.owner._routes.get(path)
         if path == STREAM_PATH:
@@ -471,6 +515,22 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             route(self)
         else:
             self._reply(404, f"nothing at {path}; the Hystrix stream is at {STREAM_PATH}\n")
+
+    def send_response_only(self, code: int, message: str | None = None) -> None:
+        self._sent = set()
+        super().send_response_only(code, message)
+
+    def send_header(self, keyword: str, value: str) -> None:
+        self._sent.add(keyword.lower())
+        super().send_header(keyword, value)
+
+    def end_headers(self) -> None:
+        # Every response, the routes' and send_error's included, gets the SECURITY_HEADERS a route did not send
+        # itself (the dashboard's page sends its own Content-Security-Policy).
+        for header, value in SECURITY_HEADERS:
+            if header.lower() not in self._sent:
+                self.send_header(header, value)
+        super().end_headers()
 
     def _reply(self, status: int, text: str, headers: Iterable[tuple[str, str]] = ()) -> None:
         body = text.encode()
@@ -490,7 +550,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return
         try:
             self.send_response(200)
-            for header, value in HEADERS:
+            for header, value in (*HEADERS, *self.owner._cors.headers(self.headers.get("Origin"))):
                 self.send_header(header, value)
             self.end_headers()
             while (payload := subscriber.next()) is not None:
@@ -521,6 +581,9 @@ class StreamServer:
         max_connections, header_timeout, max_header_bytes, idle_timeout: The bounds on every connection, see
             `serve`.
         routes: Extra pages: a path mapped to a `Route`, called with the request handler to write a response.
+        allowed_hosts: None (the default): answer any ``Host``. Else answer only the ``Host`` values that name the
+            server (see `serve`) and these host names.
+        cors_origins: See `serve`.
 
     Raises:
         TypeError, ValueError: A bad option, named in the message.
@@ -544,6 +607,8 @@ class StreamServer:
         circuits: Circuits | None = None,
         group: Callable[[str], str] | None = None,
         clock: Callable[[], float] = time.time,
+        allowed_hosts: Sequence[str] | None = None,
+        cors_origins: Sequence[str] = (),
     ) -> None:
         self._bounds = bounds(
             max_connections=max_connections,
@@ -552,6 +617,8 @@ class StreamServer:
             idle_timeout=idle_timeout,
         )
         self._routes = dict(routes or {})
+        self._hosts = None if allowed_hosts is None else AllowedHosts(allowed_hosts)
+        self._cors = CorsOrigins(cors_origins)
         for path, route in self._routes.items():
             if not isinstance(path, str) or not path.startswith("/") or path == STREAM_PATH:
                 raise ValueError(f"routes: a path must be a str starting with '/', other than {STREAM_PATH!r}")
@@ -567,6 +634,7 @@ class StreamServer:
         Handler.bounds = self._bounds
         self._httpd = _HTTPServer((host, port), Handler)
         self._httpd.owner = self
+        self._bound = (self.host, self.port)  # what a Host header must name, with allowed_hosts
         # Guards the request threads, the flags and the serving thread: request threads come and go, and close()
         # may run on any thread.
         self._lock = threading.Lock()
@@ -703,6 +771,8 @@ def serve(
     circuits: Circuits | None = None,
     group: Callable[[str], str] | None = None,
     clock: Callable[[], float] = time.time,
+    allowed_hosts: Sequence[str] | None = None,
+    cors_origins: Sequence[str] = (),
 ) -> StreamServer:
     """Serve the stream at ``http://host:port/hystrix.stream`` with a stdlib HTTP server.
 
@@ -732,6 +802,12 @@ def serve(
         circuits: Returns the circuits to report; default `breaker.circuits` (the current registry, each time).
         group: Maps a command name to its ``group``; default the name itself.
         clock: Seconds since the epoch, for ``currentTime``. Default `time.time`.
+        allowed_hosts: None (the default, as Turbine names a server as it likes): answer any ``Host`` header.
+            Else answer only a ``Host`` that names the server: its address and port (for a loopback address also
+            ``localhost``, ``127.0.0.1`` or ``[::1]``; bound to every interface, any IP address or ``localhost``),
+            or one of these host names, at any port; others get 403 (against DNS rebinding). ``["*"]``: any.
+        cors_origins: Origins whose pages may read the stream from a browser, e.g. ``["https://board.example"]``
+            (``Access-Control-Allow-Origin``), or ``["*"]`` for any. Default none: no CORS header.
 
     Returns:
         The `StreamServer` (closed, when ``block`` is True).
@@ -755,6 +831,8 @@ def serve(
         circuits=circuits,
         group=group,
         clock=clock,
+        allowed_hosts=allowed_hosts,
+        cors_origins=cors_origins,
     )
     if not block:
         return server.start()

@@ -30,6 +30,8 @@ from typing import Final
 
 from breaker._core.validation import positive_int, seconds
 
+from ._http import SECURITY_HEADERS
+
 __all__ = ["BUSY", "Bounds", "HeadError", "bounds", "read_head", "refuse"]
 
 _BUSY_BODY: Final = b"too many connections; try again later\n"
@@ -39,7 +41,9 @@ BUSY: Final = (
     b"Content-Type: text/plain; charset=utf-8\r\n"
     b"Content-Length: " + str(len(_BUSY_BODY)).encode() + b"\r\n"
     b"Connection: close\r\n"
-    b"\r\n" + _BUSY_BODY
+    + b"".join(f"{header}: {value}\r\n".encode() for header, value in SECURITY_HEADERS)  # as on every answer
+    + b"\r\n"
+    + _BUSY_BODY
 )
 _BLANK: Final = (b"\r\n", b"\n")
 

@@ -15,6 +15,7 @@ import dataclasses
 import html
 import html.parser
 import http.client
+import http.server
 import importlib.resources
 import json
 import os
@@ -39,13 +40,17 @@ import uvicorn
 
 import breaker
 import breaker.dashboard
+import breaker.dashboard._page
 import breaker.stream
-from breaker.dashboard._proxy import ProxyError, Relay, Relays, origin_of
+from breaker.dashboard._proxy import ProxyError, Relay, Relays, Upstreams, origin_of, parse_stream_url
 from breaker.stream import StreamServer
 from breaker.testing import FakeClock
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # imported as a plugin, below: importing it here first would keep pytest from rewriting it
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+    from victim_support import Victim
+
+pytest_plugins = ["victim_support"]
 
 Json = dict[str, Any]
 Kind = Literal["stdlib", "wsgi", "asgi"]
@@ -77,8 +82,15 @@ def board_threads() -> list[str]:
     ]
 
 
-def proxy_path(origin: str, prefix: str = "") -> str:
-    return f"{prefix}/proxy.stream?" + urllib.parse.urlencode({"origin": origin})
+PROXY_CONFIG = re.compile(r"proxy\.stream\?token=[A-Za-z0-9_-]{40,}")
+
+
+def proxy_of(config: Json) -> str:
+    """The page config's proxy path: proxy.stream with the proxy's secret token."""
+    proxy = config["proxy"]
+    assert isinstance(proxy, str)
+    assert PROXY_CONFIG.fullmatch(proxy), proxy
+    return proxy
 
 
 def closed_port() -> int:
@@ -402,9 +414,15 @@ class Board:
     close: Callable[[], None]
     stop: Callable[[], None]
     errors: list[BaseException]
+    proxy_base: str = "proxy.stream"  # with the token its page holds, when the proxy is on
 
     def proxy(self, origin: str) -> str:
-        return proxy_path(origin, self.prefix)
+        """The path of a request to the proxy for ``origin``, as the dashboard's page makes it."""
+        return self.proxy_query(urllib.parse.urlencode({"origin": origin}))
+
+    def proxy_query(self, query: str) -> str:
+        """The path of a request to the proxy with ``query`` after the page's token."""
+        return f"{self.prefix}/{self.proxy_base}{'&' if '?' in self.proxy_base else '?'}{query}"
 
 
 class Servers:
@@ -455,6 +473,8 @@ class Servers:
         else:
             board = self._asgi(prefix, options)
         self._boards.append(board)
+        if options.get("proxy"):
+            board.proxy_base = proxy_of(config_of(fetch(board.port, f"{prefix}/").body))
         return board
 
     def _wsgi(self, prefix: str, options: Any) -> Board:
@@ -561,11 +581,28 @@ def test_page_reads_the_stream_next_to_it_without_proxy_by_default() -> None:
 
 
 def test_page_holds_the_streams_and_proxy_given() -> None:
-    """page(streams=..., proxy=True): the streams as given, in order, and the proxy at "proxy.stream"."""
+    """page(streams=..., proxy=True, proxy_token=T): the streams in order; the proxy at proxy.stream?token=T."""
     streams = ["http://a.example:8080/hystrix.stream", "relative.stream"]
-    page = breaker.dashboard.page(streams=streams, proxy=True)
-    assert config_of(page) == {"streams": streams, "proxy": "proxy.stream"}
+    token = "t" * 43
+    page = breaker.dashboard.page(streams=streams, proxy=True, proxy_token=token)
+    assert config_of(page) == {"streams": streams, "proxy": f"proxy.stream?token={token}"}
     assert page.startswith(b"<!doctype html>")
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"proxy": True}, "needs proxy_token"),
+        ({"proxy": True, "proxy_token": "short"}, "needs proxy_token"),
+        ({"proxy": True, "proxy_token": "a&b=c" * 5}, "needs proxy_token"),
+        ({"proxy_token": "t" * 43}, "with proxy=True only"),
+    ],
+    ids=["no-token", "short-token", "unsafe-token", "token-without-proxy"],
+)
+def test_page_refuses_a_proxy_without_its_token_and_a_token_without_proxy(options: Any, match: str) -> None:
+    """page(): proxy=True needs a URL-safe proxy_token of 16+ characters; a token without the proxy: ValueError."""
+    with pytest.raises(ValueError, match=match):
+        breaker.dashboard.page(**options)
 
 
 def test_page_config_is_html_escaped_json() -> None:
@@ -622,7 +659,8 @@ def test_root_serves_the_page_with_its_config(kind: Kind, servers: Servers) -> N
     configured = servers.board(kind, streams=streams, proxy=True)
     reply = fetch(configured.port, "/")
     assert reply.status == 200
-    assert config_of(reply.body) == {"streams": streams, "proxy": "proxy.stream"}
+    assert config_of(reply.body)["streams"] == streams
+    proxy_of(config_of(reply.body))
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -677,10 +715,11 @@ def test_mounted_under_a_prefix(kind: Kind, servers: Servers) -> None:
     assert (redirect.status, redirect.headers["location"]) == (301, "/board/")
     page = fetch(board.port, "/board/")
     assert page.status == 200
-    assert config_of(page.body) == {"streams": ["hystrix.stream"], "proxy": "proxy.stream"}
+    assert config_of(page.body)["streams"] == ["hystrix.stream"]
+    assert f"/board/{proxy_of(config_of(page.body))}" == board.proxy_query("")[:-1]
     assert fetch(board.port, "/board/dashboard.js").status == 200
     assert fetch(board.port, "/board/nothing").status == 404
-    assert fetch(board.port, "/board/proxy.stream").status == 400  # the proxy, asking for its origin
+    assert fetch(board.port, board.proxy_query("")).status == 400  # the proxy, asking for its origin
     with Client(board.port, "/board/hystrix.stream") as client:
         assert client.status == 200
         check_stream_headers(client)
@@ -715,7 +754,7 @@ def test_the_proxy_relays_an_upstream_stream_byte_for_byte(kind: Kind, servers: 
     interval = breaker.stream.render(breaker.circuits(), 1_700_000_000_000)
     with Client(upstream.port, "/hystrix.stream") as direct:
         assert direct.response.read(2 * len(interval)) == 2 * interval  # the expectation is what the origin sends
-    board = servers.board(kind, proxy=True)
+    board = servers.board(kind, proxy=True, streams=[upstream.url])
     with Client(board.port, board.proxy(upstream.url)) as client:
         assert client.status == 200
         check_stream_headers(client)
@@ -747,15 +786,15 @@ def test_origin_of_refuses_what_is_not_one_absolute_http_url(query: str, reason:
 def test_origin_of_returns_the_one_http_url() -> None:
     """origin_of returns the decoded URL, http or https, with its path and query."""
     url = "https://example.com:8443/turbine.stream?cluster=a&x=1"
-    assert origin_of(urllib.parse.urlencode({"origin": url, "other": "y"})) == url
-    assert origin_of("origin=http://127.0.0.1/hystrix.stream") == "http://127.0.0.1/hystrix.stream"
+    assert str(origin_of(urllib.parse.urlencode({"origin": url, "other": "y"}))) == url
+    assert str(origin_of("origin=http://127.0.0.1/hystrix.stream")) == "http://127.0.0.1/hystrix.stream"
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_the_proxy_answers_400_with_a_reason_for_a_bad_origin(kind: Kind, servers: Servers) -> None:
     """Missing, duplicate or non-http(s) origins (and malformed ones) answer 400, with the reason as text."""
     board = servers.board(kind, proxy=True)
-    replies = {name: fetch(board.port, f"/proxy.stream?{query}") for name, (query, _) in BAD_ORIGINS.items()}
+    replies = {name: fetch(board.port, board.proxy_query(query)) for name, (query, _) in BAD_ORIGINS.items()}
     assert {name: reply.status for name, reply in replies.items()} == dict.fromkeys(BAD_ORIGINS, 400)
     for name, (_, reason) in BAD_ORIGINS.items():
         assert reason in replies[name].body.decode(), name
@@ -779,13 +818,13 @@ def test_the_proxy_answers_502_for_an_upstream_that_is_not_a_stream_or_unreachab
     upstream = servers.hystrix(routes={"/page": html_page})
     origin = f"http://127.0.0.1:{upstream.port}"
     failing = servers.raw(NOT_STREAMS["503-stream"][0])
-    board = servers.board(kind, proxy=True)
     origins = {
         "404": (f"{origin}/nothing", "answered 404"),
         "text/html": (f"{origin}/page", "answered 200 'text/html'"),
         "503 event stream": (failing.url(), "answered 503 'text/event-stream'"),
         "unreachable": (f"http://127.0.0.1:{closed_port()}/hystrix.stream", "cannot read"),
     }
+    board = servers.board(kind, proxy=True, allowed_upstreams=[url for url, _ in origins.values()])
     replies = {name: fetch(board.port, board.proxy(url)) for name, (url, _) in origins.items()}
     assert {name: reply.status for name, reply in replies.items()} == dict.fromkeys(origins, 502)
     for name, (_, reason) in origins.items():
@@ -799,7 +838,7 @@ def test_the_proxy_answers_503_past_five_relays_and_frees_a_slot_when_a_page_lea
     """Five relays at once are served; the sixth gets 503; once a page leaves, a new one is relayed again."""
     breaker.get_circuit("many")
     upstream = servers.hystrix()
-    board = servers.board(kind, proxy=True)
+    board = servers.board(kind, proxy=True, streams=[upstream.url])
     path = board.proxy(upstream.url)
     with contextlib.ExitStack() as stack:
         pages = [stack.enter_context(Client(board.port, path)) for _ in range(5)]
@@ -828,7 +867,7 @@ def test_closing_the_dashboard_ends_its_relays_promptly(
     """Closing the server or app mid-relay (upstream live or silent) ends the relay at once, leaving no thread."""
     breaker.get_circuit("closing")
     upstream = servers.upstream(upstream_kind)
-    board = servers.board(kind, proxy=True)
+    board = servers.board(kind, proxy=True, streams=[upstream.url])
     with Client(board.port, board.proxy(upstream.url)) as client:
         assert client.status == 200
         next(client.events())  # the relay is under way
@@ -848,7 +887,7 @@ def test_a_page_that_disconnects_ends_its_relay(kind: Kind, servers: Servers) ->
     """A page that goes away ends its relay: the upstream Hystrix server sees its client leave."""
     breaker.get_circuit("leaving")
     upstream = servers.hystrix()
-    board = servers.board(kind, proxy=True)
+    board = servers.board(kind, proxy=True, streams=[upstream.url])
     with Client(board.port, board.proxy(upstream.url)) as client:
         client.command("leaving")
         assert upstream.statistics().clients == 1
@@ -991,7 +1030,7 @@ def slow_thread_exit(function: str, seconds: float) -> Iterator[None]:
 def test_asgi_app_serves_the_page_assets_and_stream_without_blocking_the_event_loop(servers: Servers) -> None:
     """With blockbuster watching the loop: the page and assets (their first read) and the stream never block it."""
     breaker.get_circuit("loop")
-    breaker.dashboard._asset.cache_clear()  # the packaged files are read once, wherever the first read runs
+    breaker.dashboard._page.asset.cache_clear()  # the packaged files are read once, wherever the first read runs
     with blockbuster.blockbuster_ctx(scanned_modules=["breaker"]):
         board = servers.board("asgi", proxy=True)
         replies = {path: fetch(board.port, path).status for path in breaker.dashboard.ASSETS}
@@ -1006,14 +1045,15 @@ def test_asgi_app_relays_without_blocking_the_event_loop(servers: Servers) -> No
     """With blockbuster watching, and relay threads slow to exit (as under load): relays never block the loop."""
     breaker.get_circuit("loop")
     upstream = servers.hystrix()
+    closed = f"http://127.0.0.1:{closed_port()}/"
     with blockbuster.blockbuster_ctx(scanned_modules=["breaker"]), slow_thread_exit("pump", 0.05):
-        board = servers.board("asgi", proxy=True)
+        board = servers.board("asgi", proxy=True, streams=[upstream.url], allowed_upstreams=[closed])
         for _ in range(3):
             with Client(board.port, board.proxy(upstream.url)) as client:
                 assert client.status == 200
                 assert client.command("loop")["name"] == "loop"
         assert fetch(board.port, board.proxy("ftp://x/")).status == 400
-        assert fetch(board.port, board.proxy(f"http://127.0.0.1:{closed_port()}/")).status == 502
+        assert fetch(board.port, board.proxy(closed)).status == 502
         eventually(lambda: upstream.statistics().clients == 0)
         eventually(lambda: "breaker-dashboard-relay" not in board_threads())
         board.stop()
@@ -1035,17 +1075,27 @@ async def _call(app: breaker.dashboard.ASGIApp, scope: Json, incoming: list[Json
 
 
 def _http(path: str, query: str = "") -> Json:
-    return {"type": "http", "method": "GET", "path": path, "root_path": "", "query_string": query.encode()}
+    scope = {"type": "http", "method": "GET", "path": path, "root_path": "", "query_string": query.encode()}
+    return {**scope, "headers": [(b"host", b"127.0.0.1:8000")]}
+
+
+async def _proxy_query(app: breaker.dashboard.ASGIApp, origin: str) -> str:
+    """The query string of a request to the app's proxy for ``origin``, with the token the app's page holds."""
+    page = await _call(app, _http("/"), [])
+    token = proxy_of(config_of(page[1]["body"])).partition("?")[2]
+    return f"{token}&" + urllib.parse.urlencode({"origin": origin})
 
 
 def test_asgi_lifespan_completes_and_its_shutdown_closes_the_app() -> None:
     """The lifespan's startup and shutdown complete; after the shutdown the stream and the proxy answer 503."""
-    app = breaker.dashboard.asgi_app(stream=breaker.stream.asgi_app(interval=0.02), proxy=True)
+    upstream = "http://127.0.0.1:1/hystrix.stream"
+    app = breaker.dashboard.asgi_app(stream=breaker.stream.asgi_app(interval=0.02), proxy=True, streams=[upstream])
 
     async def scenario() -> tuple[list[Json], list[Json], list[Json]]:
+        query = await _proxy_query(app, upstream)
         lifespan = await _call(app, {"type": "lifespan"}, [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
         stream = await _call(app, _http("/hystrix.stream"), [])
-        proxy = await _call(app, _http("/proxy.stream", "origin=http://127.0.0.1:1/hystrix.stream"), [])
+        proxy = await _call(app, _http("/proxy.stream", query), [])
         return lifespan, stream, proxy
 
     lifespan, stream, proxy = asyncio.run(scenario())
@@ -1060,7 +1110,7 @@ def test_asgi_lifespan_shutdown_ends_open_relays(upstream_kind: UpstreamKind, se
     """A relay under way when the lifespan shuts down ends promptly, its thread with it."""
     breaker.get_circuit("lifespan")
     upstream = servers.upstream(upstream_kind)
-    app = breaker.dashboard.asgi_app(stream=breaker.stream.asgi_app(interval=0.02), proxy=True)
+    app = breaker.dashboard.asgi_app(stream=breaker.stream.asgi_app(interval=0.02), proxy=True, streams=[upstream.url])
 
     async def scenario() -> tuple[bool, list[Json]]:
         started, gone = asyncio.Event(), asyncio.Event()
@@ -1075,7 +1125,7 @@ def test_asgi_lifespan_shutdown_ends_open_relays(upstream_kind: UpstreamKind, se
             if message.get("body"):
                 started.set()
 
-        query = urllib.parse.urlencode({"origin": upstream.url})
+        query = await _proxy_query(app, upstream.url)
         relay = asyncio.ensure_future(app(_http("/proxy.stream", query), receive, send))
         await asyncio.wait_for(started.wait(), WAIT)
         await _call(app, {"type": "lifespan"}, [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
@@ -1128,30 +1178,386 @@ def cli(*args: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
         process.communicate(timeout=10)
 
 
-def interrupt(process: subprocess.Popen[str]) -> None:
-    """Ctrl-C: the dashboard stops and exits 0, promptly."""
+def interrupt(process: subprocess.Popen[str]) -> str:
+    """Ctrl-C: the dashboard stops and exits 0, promptly; returns what it wrote to stderr."""
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=10)
     assert process.returncode == 0, err
+    return err
 
 
-def test_cli_serves_the_dashboard_with_the_proxy_on_and_the_streams_given() -> None:
-    """`python -m breaker dashboard --stream URL`: prints its address, serves URL with the proxy on; SIGINT: 0."""
+def test_cli_serves_the_streams_given_with_the_proxy_off_by_default() -> None:
+    """`python -m breaker dashboard --stream URL`: prints its address, serves URL, no proxy (404), hints at --proxy."""
     url = "http://127.0.0.1:9/hystrix.stream"
     with cli("--stream", url, "--stream", "other.stream") as (process, port):
         page = fetch(port, "/")
         assert page.status == 200
-        assert config_of(page.body) == {"streams": [url, "other.stream"], "proxy": "proxy.stream"}
-        assert fetch(port, "/proxy.stream").status == 400  # on: it asks for an origin
+        assert config_of(page.body) == {"streams": [url, "other.stream"], "proxy": None}
+        assert fetch(port, proxy_path_for(url)).status == 404
         with Client(port, "/hystrix.stream") as client:
             assert client.status == 200
-        interrupt(process)
+        err = interrupt(process)
+    assert "add --proxy" in err
+
+
+def proxy_path_for(origin: str, proxy: str = "proxy.stream") -> str:
+    return f"/{proxy}{'&' if '?' in proxy else '?'}" + urllib.parse.urlencode({"origin": origin})
+
+
+def test_cli_proxy_relays_only_the_streams_given_and_the_upstreams_allowed() -> None:
+    """--proxy: the page's proxy has a token; it tries the --stream and --allow-upstream URLs only (403 others)."""
+    named, allowed = (f"http://127.0.0.1:{closed_port()}/{name}.stream" for name in ("named", "allowed"))
+    with cli("--proxy", "--stream", named, "--allow-upstream", allowed) as (process, port):
+        proxy = proxy_of(config_of(fetch(port, "/").body))
+        for url in (named, allowed):
+            reply = fetch(port, proxy_path_for(url, proxy))
+            assert (reply.status, b"cannot read" in reply.body) == (502, True), url  # tried: nothing listens there
+        other = fetch(port, proxy_path_for(f"http://127.0.0.1:{closed_port()}/other.stream", proxy))
+        assert (other.status, b"may not relay" in other.body) == (403, True)
+        assert fetch(port, proxy_path_for(named)).status == 403  # no token
+        assert "--proxy" not in interrupt(process)
 
 
 def test_cli_no_proxy_turns_the_proxy_off() -> None:
-    """--no-proxy: the config's proxy is null and /proxy.stream is 404; SIGINT ends it with exit code 0."""
+    """--no-proxy (the default now, kept for old scripts): the config's proxy is null and /proxy.stream is 404."""
     with cli("--no-proxy") as (process, port):
         page = fetch(port, "/")
         assert config_of(page.body) == {"streams": ["hystrix.stream"], "proxy": None}
         assert fetch(port, "/proxy.stream").status == 404
         interrupt(process)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--allow-upstream", "http://127.0.0.1:1/s"], "--allow-upstream names what the proxy may relay: give --proxy"),
+        (["--proxy", "--no-proxy"], "not allowed with argument"),
+        (["--proxy", "--allow-upstream", "ftp://127.0.0.1/s"], "allowed_upstreams: 'ftp://127.0.0.1/s' cannot be"),
+        (["--stream", "localhost:8080/hystrix.stream"], "streams: 'localhost:8080/hystrix.stream' cannot be read"),
+        (["--allow-host", "http://dash.example"], "allowed_hosts: 'http://dash.example' is not a host name"),
+    ],
+    ids=["allow-upstream-without-proxy", "proxy-and-no-proxy", "bad-upstream", "bad-stream", "bad-host"],
+)
+def test_cli_refuses_bad_proxy_options_with_a_message(args: list[str], message: str) -> None:
+    """Contradictory or malformed proxy and host options: exit code 2 and a message naming the option."""
+    result = subprocess.run(
+        [sys.executable, "-m", "breaker", "dashboard", "--port", "0", *args],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "dashboard:" not in result.stdout
+
+
+# -- hostile input: what a web page, or a request it makes a browser send, cannot make the dashboard do -------------
+
+
+def raw(port: int, path: str, headers: Iterable[tuple[str, str]] = (), method: str = "GET") -> Reply:
+    """One HTTP/1.0 request written byte for byte (only the headers given: no Host unless given), and its answer:
+    the head, and the body unless it is an event stream (whose head is all that is read)."""
+    request = f"{method} {path} HTTP/1.0\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers) + "\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as sock:
+        sock.sendall(request.encode("latin-1"))
+        data = b""
+        while b"\r\n\r\n" not in data and (chunk := sock.recv(65536)):
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        if not lines[0]:
+            return Reply(None, {}, b"")
+        found: dict[str, str] = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            found[name.strip().lower()] = value.strip()
+        if not found.get("content-type", "").startswith("text/event-stream"):
+            while chunk := sock.recv(65536):
+                body += chunk
+    return Reply(int(lines[0].split()[1]), found, body)
+
+
+class Listener:
+    """A raw TCP listener that never accepts, standing for a service that is not HTTP (Redis): a connection to it,
+    and the bytes sent on it, wait in its queue, where `connected` finds them."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self.sock.getsockname()[1]
+
+    def connected(self) -> bytes | None:
+        """What the first connection made to it sent (None: no connection was made)."""
+        self.sock.setblocking(False)
+        try:
+            connection, _ = self.sock.accept()
+        except BlockingIOError:
+            return None
+        with connection:
+            connection.settimeout(WAIT)
+            try:
+                return connection.recv(65536)
+            except TimeoutError:
+                return b""
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def listener() -> Iterator[Listener]:
+    """A Redis-like listener on 127.0.0.1, closed after the test."""
+    started = Listener()
+    yield started
+    started.close()
+
+
+ROUTES = ["/", "/dashboard.css", "/dashboard.js", "/hystrix.stream", "/nothing", "PROXY"]
+FOREIGN_HOSTS = {
+    "a-name": "evil.example:{port}",
+    "a-name-without-port": "evil.example",
+    "localhost-as-a-subdomain": "localhost.evil.example:{port}",
+    "loopback-ip-as-a-subdomain": "127.0.0.1.evil.example:{port}",
+    "malformed": "evil.example:{port}/x",
+    "two-in-one": "127.0.0.1:{port}, evil.example",
+}
+#: Refused by the stdlib server only: a mounted app cannot know its server's address or port.
+FOREIGN_TO_THE_STDLIB_SERVER = {"another-port": "127.0.0.1:{other}", "another-ip": "10.1.2.3:{port}"}
+
+
+def host_cases(kind: Kind) -> dict[str, str]:
+    return {**FOREIGN_HOSTS, **(FOREIGN_TO_THE_STDLIB_SERVER if kind == "stdlib" else {})}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_foreign_host_is_refused_on_every_route(kind: Kind, servers: Servers) -> None:
+    """A Host that is not the server's own (DNS rebinding) gets 400/403 on every route; the proxy contacts nothing."""
+    upstream = servers.quiet("quiet-chunked")
+    board = servers.board(kind, proxy=True, streams=[upstream.url()])
+    other = closed_port()
+    for name, host in host_cases(kind).items():
+        for route in ROUTES:
+            path = board.proxy(upstream.url()) if route == "PROXY" else route
+            reply = raw(board.port, path, [("Host", host.format(port=board.port, other=other))])
+            assert reply.status in (400, 403), (name, route, reply)
+            assert b"Host" in reply.body, (name, route, reply.body)
+            assert "access-control-allow-origin" not in reply.headers
+    assert upstream.requests == []
+    assert raw(board.port, board.proxy(upstream.url()), [("Host", f"127.0.0.1:{board.port}")]).status == 200
+
+
+@pytest.mark.parametrize("kind", ["stdlib", "wsgi"])
+def test_a_request_without_one_host_header_is_refused(kind: Kind, servers: Servers) -> None:
+    """No Host header, or two: 400 on every route (uvicorn refuses those itself, before the ASGI app)."""
+    board = servers.board(kind, proxy=True)
+    for headers in ([], [("Host", f"127.0.0.1:{board.port}"), ("Host", "evil.example")]):
+        for route in ROUTES:
+            reply = raw(board.port, board.proxy_query("origin=x") if route == "PROXY" else route, headers)
+            assert reply.status == 400, (headers, route, reply)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_servers_own_host_and_the_allowed_names_are_answered(kind: Kind, servers: Servers) -> None:
+    """127.0.0.1, localhost and [::1] at the server's port (any case), and allowed_hosts names at any port: 200."""
+    board = servers.board(kind, allowed_hosts=["dash.example"])
+    for host in ["127.0.0.1:{port}", "localhost:{port}", "LocalHost:{port}", "[::1]:{port}", "dash.example:1234"]:
+        assert raw(board.port, "/", [("Host", host.format(port=board.port))]).status == 200, host
+    assert raw(board.port, "/", [("Host", "other.example")]).status == 403
+    anything = servers.board(kind, allowed_hosts=["*"])
+    assert raw(anything.port, "/", [("Host", "other.example")]).status == 200
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "match"),
+    [
+        ({"allowed_hosts": "dash.example"}, TypeError, "allowed_hosts must be a sequence"),
+        ({"allowed_hosts": ["http://dash.example"]}, ValueError, "'http://dash.example' is not a host name"),
+        ({"allowed_hosts": ["dash.example:80"]}, ValueError, "without a scheme, port or path"),
+        ({"allowed_hosts": ["*", "dash.example"]}, ValueError, "give it alone"),
+        ({"allowed_upstreams": ["http://127.0.0.1:1/s"]}, ValueError, "are for the proxy: give proxy=True"),
+        ({"proxy": True, "allowed_upstreams": "http://127.0.0.1:1/s"}, TypeError, "allowed_upstreams must be"),
+        ({"proxy": True, "allowed_upstreams": ["ftp://h/s"]}, ValueError, "not an absolute http"),
+        ({"proxy": True, "allowed_upstreams": [f"http://{'a' * 64}.example/s"]}, ValueError, "longer than 63"),
+        ({"proxy": True, "allowed_upstreams": ["http://u:p@h/s"]}, ValueError, "user info"),
+        ({"streams": ["javascript:alert(1)"]}, ValueError, "streams: 'javascript:alert(1)' cannot be read"),
+        ({"streams": ["//h/hystrix.stream"]}, ValueError, "not an absolute http"),
+    ],
+    ids=[
+        "hosts-a-str",
+        "hosts-a-url",
+        "hosts-a-port",
+        "hosts-star-and-more",
+        "upstreams-without-proxy",
+        "upstreams-a-str",
+        "upstreams-ftp",
+        "upstreams-long-label",
+        "upstreams-user-info",
+        "streams-javascript",
+        "streams-no-scheme",
+    ],
+)
+@pytest.mark.parametrize("make", ["serve", "wsgi_app", "asgi_app"])
+def test_bad_host_and_upstream_options_are_refused_naming_them(
+    make: str, options: Any, error: type[Exception], match: str
+) -> None:
+    """allowed_hosts and allowed_upstreams that are malformed, or upstreams without the proxy: an error naming them."""
+    factories: dict[str, Callable[[], object]] = {
+        "serve": lambda: breaker.dashboard.serve("127.0.0.1", 0, block=False, **options),
+        "wsgi_app": lambda: breaker.dashboard.wsgi_app(stream=breaker.stream.wsgi_app(), **options),
+        "asgi_app": lambda: breaker.dashboard.asgi_app(stream=breaker.stream.asgi_app(), **options),
+    }
+    with pytest.raises(error, match=re.escape(match)):
+        factories[make]()
+    assert board_threads() == []
+
+
+def test_cli_allow_host_answers_that_name() -> None:
+    """--allow-host NAME: a Host of NAME is answered; another name gets 403."""
+    with cli("--allow-host", "dash.example") as (process, port):
+        assert raw(port, "/", [("Host", f"dash.example:{port}")]).status == 200
+        assert raw(port, "/", [("Host", f"evil.example:{port}")]).status == 403
+        interrupt(process)
+
+
+CALLERS = {
+    "no-token": ("", {}),
+    "wrong-token": ("token=" + "x" * 43, {}),
+    "cross-site": (None, {"Sec-Fetch-Site": "cross-site"}),
+    "same-site-other-port": (None, {"Sec-Fetch-Site": "same-site"}),
+    "foreign-origin": (None, {"Origin": "http://127.0.0.1:1"}),
+    "null-origin": (None, {"Origin": "null"}),
+}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_proxy_relays_only_for_its_own_page(kind: Kind, servers: Servers) -> None:
+    """Without the page's token, or with fetch metadata or an Origin of another site: 403, and no upstream request;
+    the page's own request (token, same-origin) is relayed."""
+    upstream = servers.quiet("quiet-chunked")
+    board = servers.board(kind, proxy=True, streams=[upstream.url()])
+    other = servers.board(kind, proxy=True, streams=[upstream.url()])
+    origin = urllib.parse.urlencode({"origin": upstream.url()})
+    own = [("Host", f"127.0.0.1:{board.port}")]
+    for name, (token, headers) in CALLERS.items():
+        path = board.proxy_query(origin) if token is None else f"/proxy.stream?{token}&{origin}"
+        reply = raw(board.port, path, [*own, *headers.items()])
+        assert (reply.status, b"for its dashboard's page" in reply.body) == (403, True), (name, reply)
+    stolen = raw(board.port, f"/{other.proxy_base}&{origin}", own)  # another dashboard's token
+    assert stolen.status == 403
+    assert upstream.requests == []
+    same_origin = [*own, ("Sec-Fetch-Site", "same-origin"), ("Origin", f"http://127.0.0.1:{board.port}")]
+    assert raw(board.port, board.proxy_query(origin), same_origin).status == 200
+    assert len(upstream.requests) == 1
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_proxy_never_connects_to_an_upstream_not_allowed(kind: Kind, servers: Servers, listener: Listener) -> None:
+    """Any origin but the allowed stream URLs, exactly (Redis's port, other paths, hosts, ports, schemes): 403 or
+    400, and the Redis-like listener never sees a connection or a byte."""
+    upstream = servers.quiet("quiet-chunked")
+    allowed = upstream.url()
+    board = servers.board(kind, proxy=True, streams=[allowed])
+    redis = f"127.0.0.1:{listener.port}"
+    refused = {
+        f"http://{redis}/": 403,
+        f"http://{redis}/hystrix.stream": 403,
+        f"http://{redis}/%0D%0ASET%20k%20v%0D%0A": 403,
+        f"http://localhost:{listener.port}/": 403,
+        f"http://{redis}/\r\nSET k v\r\n": 400,
+        f"gopher://{redis}/_SET%20k%20v": 400,
+        f"dict://{redis}/info": 400,
+        f"redis://{redis}/": 400,
+        "file:///etc/passwd": 400,
+        f"ftp://{redis}/": 400,
+        "javascript:alert(1)": 400,
+        allowed + "?extra=1": 403,
+        allowed.replace("/hystrix.stream", "/admin/drop-all"): 403,
+        allowed.replace("http://", "https://"): 403,
+        allowed.replace("127.0.0.1", "127.0.0.2"): 403,
+    }
+    replies = {origin: fetch(board.port, board.proxy(origin)).status for origin in refused}
+    assert replies == refused
+    assert listener.connected() is None, "the proxy connected to the Redis-like listener"
+    assert upstream.requests == []
+    assert fetch(board.port, board.proxy(allowed.replace("127.0.0.1", "127.0.0.1."))).status == 403
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_proxy_does_not_follow_a_redirect(
+    kind: Kind, status: int, servers: Servers, victims: Callable[..., Victim]
+) -> None:
+    """An allowed upstream answering a redirect to another service: 502 naming the answer; the target gets nothing."""
+    target = victims()
+    redirecting = victims(status, (("Location", target.url("/admin/drop-all?confirm=yes")),))
+    upstream = redirecting.url("/hystrix.stream")
+    board = servers.board(kind, proxy=True, streams=[upstream])
+    reply = fetch(board.port, board.proxy(upstream))
+    assert (reply.status, f"answered {status}".encode() in reply.body) == (502, True), reply
+    assert redirecting.requested() == ["/hystrix.stream"]
+    assert target.requested() == []
+
+
+#: Origins that never reach an upstream, each repeated until 100 requests are made.
+MALFORMED_ORIGINS = [
+    f"http://{'a' * 64}.example/hystrix.stream",
+    f"http://{'b' * 300}/hystrix.stream",
+    f"http://{'é' * 64}.example/",
+    "http://a..b/hystrix.stream",
+    "http://.example/",
+    "http://[::1/hystrix.stream",
+    "http://[::g]/hystrix.stream",
+    "http://127.0.0.1:99999/hystrix.stream",
+    "http://127.0.0.1:0/hystrix.stream",
+    "http://user:password@127.0.0.1:1/hystrix.stream",
+    "http://127.0.0.1:1/a b",
+    "http://bad;host/",
+    "",
+]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_malformed_refused_and_failing_origins_never_hold_a_slot(
+    kind: Kind, servers: Servers, victims: Callable[..., Victim]
+) -> None:
+    """100 requests with malformed origins (a DNS label over 63 characters...), origins not allowed and allowed
+    upstreams that fail (down, 404, redirect) hold no slot: five streams are relayed at once after them."""
+    breaker.get_circuit("after")
+    live = servers.hystrix()
+    down = f"http://127.0.0.1:{closed_port()}/hystrix.stream"
+    missing = victims(404).url("/hystrix.stream")
+    moved = victims(302, (("Location", live.url),)).url("/hystrix.stream")
+    board = servers.board(kind, proxy=True, streams=[live.url], allowed_upstreams=[down, missing, moved])
+    origins = [*MALFORMED_ORIGINS, "http://127.0.0.1:1/not-allowed.stream", down, missing, moved]
+    statuses = [fetch(board.port, board.proxy(origins[i % len(origins)])).status for i in range(100)]
+    assert set(statuses) == {400, 403, 502}
+    assert statuses[: len(origins)] == [400] * len(MALFORMED_ORIGINS) + [403, 502, 502, 502]
+    with contextlib.ExitStack() as stack:
+        pages = [stack.enter_context(Client(board.port, board.proxy(live.url))) for _ in range(5)]
+        assert [page.status for page in pages] == [200] * 5
+        for page in pages:
+            assert page.command("after")["name"] == "after"
+        assert fetch(board.port, board.proxy(live.url)).status == 503  # the five slots are these five
+
+
+def test_relay_refuses_a_malformed_url_before_it_connects() -> None:
+    """Relay(url) checks the URL: a DNS label over 63 characters is a ValueError naming it, not a UnicodeError later."""
+    with pytest.raises(ValueError, match="longer than 63"):
+        Relay(f"http://{'a' * 64}.example/hystrix.stream")
+
+
+def test_upstreams_match_exactly_after_normalizing() -> None:
+    """Case, default ports, IDNA and fragments are normalized; path, query, host, port and scheme must match."""
+    upstreams = Upstreams(["HTTP://Example.COM:80/hystrix.stream", "https://bücher.example/s?cluster=a"])
+    assert sorted(upstreams.urls) == ["http://example.com/hystrix.stream", "https://xn--bcher-kva.example/s?cluster=a"]
+    for url in ["http://example.com/hystrix.stream#x", "http://EXAMPLE.com:80/hystrix.stream"]:
+        assert upstreams.allows(parse_stream_url(url)), url
+    for url in [
+        "http://example.com/hystrix.stream?x=1",
+        "http://example.com/Hystrix.stream",
+        "http://example.com:8080/hystrix.stream",
+        "https://example.com/hystrix.stream",
+        "http://www.example.com/hystrix.stream",
+        "https://xn--bcher-kva.example/s?cluster=b",
+    ]:
+        assert not upstreams.allows(parse_stream_url(url)), url

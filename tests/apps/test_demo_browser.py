@@ -134,9 +134,9 @@ def recorded_stream() -> Iterator[str]:
 def test_dashboard_command_renders_another_services_plain_stream(
     page: Page, recorded_stream: str, tmp_path: Path
 ) -> None:
-    """`python -m breaker dashboard --stream URL` shows another service's plain Hystrix stream, through its proxy."""
+    """`python -m breaker dashboard --proxy --stream URL` shows another service's plain Hystrix stream, relayed."""
     with subprocess.Popen(
-        [sys.executable, "-m", "breaker", "dashboard", "--port", "0", "--stream", recorded_stream],
+        [sys.executable, "-m", "breaker", "dashboard", "--port", "0", "--proxy", "--stream", recorded_stream],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

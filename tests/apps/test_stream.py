@@ -993,6 +993,7 @@ def test_public_names_are_pinned() -> None:
             "HEADERS",
             "INT_MAX",
             "PING",
+            "SECURITY_HEADERS",
             "STREAM_PATH",
             "ASGIApp",
             "CommandMessage",
