@@ -62,6 +62,7 @@ import contextlib
 import http.server
 import io
 import logging
+import re
 import socket
 import threading
 import time
@@ -446,6 +447,9 @@ class _HTTPServer(http.server.ThreadingHTTPServer):
             self.owner._untrack(threading.current_thread())
 
 
+_TOKEN_IN_QUERY: Final = re.compile(r"([?&])token=[^&\s]*")
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
     server_version = "breaker-stream"
     default_request_version = "HTTP/1.0"  # an error found before the version is known still gets a status line
@@ -561,7 +565,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             publisher.unsubscribe(subscriber)
 
     def log_message(self, format: str, *args: Any) -> None:
-        logger.debug("Hystrix stream %s: " + format, self.client_address, *args)
+        # The request line may carry the dashboard proxy's token (a secret of the page): never logged.
+        shown = [_TOKEN_IN_QUERY.sub(r"\1token=<redacted>", arg) if isinstance(arg, str) else arg for arg in args]
+        logger.debug("Hystrix stream %s: " + format, self.client_address, *shown)
 
 
 class StreamServer:

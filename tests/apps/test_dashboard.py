@@ -18,6 +18,7 @@ import http.client
 import http.server
 import importlib.resources
 import json
+import logging
 import os
 import re
 import select
@@ -1561,3 +1562,14 @@ def test_upstreams_match_exactly_after_normalizing() -> None:
         "https://xn--bcher-kva.example/s?cluster=b",
     ]:
         assert not upstreams.allows(parse_stream_url(url)), url
+
+
+def test_the_proxy_token_never_reaches_the_log(servers: Servers, caplog: pytest.LogCaptureFixture) -> None:
+    """The stdlib server logs request lines at DEBUG: the page's proxy token in them is redacted."""
+    caplog.set_level(logging.DEBUG, logger="breaker")
+    board = servers.board("stdlib", proxy=True)
+    token = board.proxy_base.partition("token=")[2]
+    assert len(token) >= 32
+    assert fetch(board.port, f"/{board.proxy_base}&origin=ftp://127.0.0.1/x").status == 400
+    assert "token=<redacted>" in caplog.text
+    assert token not in caplog.text
