@@ -17,9 +17,10 @@ again instead of blocking it.
 
 The hot paths try lock-free first (`enter` and `succeed` inline `breaker._core.lockfree.try_enter` and
 ``try_succeed``), and the lock decides whatever those decline. They read the *fast surface*: the flags
-``admits_on_ticket``, ``open_until``, ``window_end`` and ``settle_successes``, which the engine writes only under
-its lock, and ``free``, ``successes``, ``short_circuits``, ``fallback_successes``, ``fallback_failures``,
-``both_durations`` and ``total_durations``, objects it never replaces.
+``admits_on_ticket``, ``open_until``, ``window_end`` and ``settle_successes`` (and ``next_probe_at``, which only
+tells a short-circuited caller when to retry), which the engine writes only under its lock, and ``free``,
+``successes``, ``short_circuits``, ``fallback_successes``, ``fallback_failures``, ``both_durations`` and
+``total_durations``, objects it never replaces.
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ class Engine:
         "lock",
         "machine",
         "name",
+        "next_probe_at",
         "open_until",
         "pool",
         "rule",
@@ -198,6 +200,7 @@ class Engine:
         owed = self.tickets.owed > 0
         self.admits_on_ticket = LOCK_FREE and machine.needs_only_a_ticket and not owed
         self.open_until = machine.open_until
+        self.next_probe_at = machine.next_probe_at  # read, without the lock, only to tell refused callers
         if owed:
             self.settle_successes = True
 

@@ -4,7 +4,7 @@
 
     Exception
      └── CircuitError                  every error of the breaker itself; has ``.name``
-          ├── CircuitOpenError          the circuit is open: the call was short-circuited
+          ├── CircuitOpenError          the circuit is open: the call was short-circuited; ``.retry_after``
           ├── MaxConcurrencyError       no free ticket: the call was rejected
           ├── CommandTimeoutError       the run outlasted its timeout (also a builtin TimeoutError)
           └── FallbackError             the fallback raised; ``.run_error`` and ``.fallback_error``
@@ -19,6 +19,7 @@ second, and most of those errors are caught and never printed.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 __all__ = [
@@ -51,10 +52,31 @@ class CircuitError(Exception):
 
 
 class CircuitOpenError(CircuitError):
-    """The circuit is open (or forced open, or half-open with its probe in flight): ``run`` was not called."""
+    """The circuit is open (or forced open, or half-open with its probe in flight): ``run`` was not called.
+
+    Created as ``CircuitOpenError(name, retry_after)``.
+
+    Attributes:
+        retry_after: Seconds until the circuit can next let a probe through, as a hint for the caller's own
+            caller (an HTTP ``Retry-After``): 0.0 when one could go now or is in flight (half-open), ``math.inf``
+            while forced open. In fleet mode, where the fleet's lease decides, it is the local sleep window's end.
+    """
+
+    if TYPE_CHECKING:
+
+        def __init__(self, name: str, retry_after: float = 0.0) -> None: ...
+
+    @property
+    def retry_after(self) -> float:
+        # Stored as given (the engine passes "next probe time - now", negative once it passed): clamped here, so
+        # that raising one runs no Python code.
+        until: float = self.args[1] if len(self.args) > 1 else 0.0
+        return until if until > 0.0 else 0.0
 
     def __str__(self) -> str:
-        return f"circuit {self.name!r} is open: the call was short-circuited and not run"
+        retry = self.retry_after
+        hint = f"; a probe may go in {retry:.3g} s" if 0.0 < retry < math.inf else ""
+        return f"circuit {self.name!r} is open: the call was short-circuited and not run{hint}"
 
 
 class MaxConcurrencyError(CircuitError):

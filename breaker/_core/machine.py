@@ -100,6 +100,17 @@ class StateMachine:
         probe = self.probe
         return -math.inf if probe is None else probe.deadline
 
+    @property
+    def next_probe_at(self) -> float:
+        """When the next probe may go: the sleep window's end while open (fleet mode: the local sleep window's, an
+        estimate, since the fleet's lease decides); ``-inf`` when one may go now or is in flight; ``inf`` while
+        forced open."""
+        if self.force_open:
+            return math.inf
+        if self.force_closed or self.state is not OPEN:
+            return -math.inf
+        return self.opened_at + self.sleep_window
+
     def may_trip(self) -> bool:
         """Whether the trip rule applies now: closed, not forced closed, not led by the fleet."""
         return self.state is CLOSED and not self.force_closed and not self.led

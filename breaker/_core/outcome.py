@@ -143,10 +143,10 @@ def is_ignored(error: BaseException, ignored: tuple[type[BaseException], ...]) -
 
 
 @inline
-def refusal(core: Engine, admission: Admission) -> CircuitOpenError | MaxConcurrencyError:
-    """The error that tells the caller why its call was refused."""
+def refusal(core: Engine, admission: Admission, now: float) -> CircuitOpenError | MaxConcurrencyError:
+    """The error that tells the caller, refused at ``now``, why (and, when short-circuited, when to retry)."""
     return (
-        CircuitOpenError(core.name)
+        CircuitOpenError(core.name, core.next_probe_at - now)
         if admission is SHORT_CIRCUITED
         else MaxConcurrencyError(core.name, core.settings.max_concurrent_requests)
     )

@@ -71,7 +71,7 @@ def do(name: str, run: Callable[[], T], fallback: Callable[[Exception], T] | Non
     if core.runs_elsewhere:
         if core.collectors:
             return observed(registry, core, run, (), EMPTY, fallback)
-        enter_now = core.clock()
+        arrived = core.clock()
         admission = UNDECIDED
         if core.admits_on_ticket:
             try_enter_free = core.free
@@ -84,21 +84,21 @@ def do(name: str, run: Callable[[], T], fallback: Callable[[Exception], T] | Non
                     admission = ADMITTED
                 else:
                     try_enter_free.append(1)
-        elif enter_now < core.open_until and enter_now < core.window_end:
+        elif arrived < core.open_until and arrived < core.window_end:
             next(core.short_circuits)
             admission = SHORT_CIRCUITED
         if admission is UNDECIDED:
-            admission = core.admit(enter_now)
+            admission = core.admit(arrived)
         if admission is not ADMITTED and admission.refused:
             if fallback is None:
                 raise (
-                    CircuitOpenError(core.name)
+                    CircuitOpenError(core.name, core.next_probe_at - arrived)
                     if admission is SHORT_CIRCUITED
                     else MaxConcurrencyError(core.name, core.settings.max_concurrent_requests)
                 )
             return fall_back(
                 core,
-                CircuitOpenError(core.name)
+                CircuitOpenError(core.name, core.next_probe_at - arrived)
                 if admission is SHORT_CIRCUITED
                 else MaxConcurrencyError(core.name, core.settings.max_concurrent_requests),
                 (),
@@ -157,13 +157,13 @@ def do(name: str, run: Callable[[], T], fallback: Callable[[Exception], T] | Non
     if call_admission is not ADMITTED and call_admission.refused:
         if fallback is None:
             raise (
-                CircuitOpenError(core.name)
+                CircuitOpenError(core.name, core.next_probe_at - call_start)
                 if call_admission is SHORT_CIRCUITED
                 else MaxConcurrencyError(core.name, core.settings.max_concurrent_requests)
             )
         return fall_back(
             core,
-            CircuitOpenError(core.name)
+            CircuitOpenError(core.name, core.next_probe_at - call_start)
             if call_admission is SHORT_CIRCUITED
             else MaxConcurrencyError(core.name, core.settings.max_concurrent_requests),
             (),
@@ -280,7 +280,7 @@ def sync_wrapper(name: str, fn: Callable[P, T], fallback: Fallback[T] | None) ->
                 if core.collectors:
                     result: T = observed(registry, core, fn, args, kwargs, fallback)
                     return result
-                enter_now = core.clock()
+                arrived = core.clock()
                 admission = UNDECIDED
                 if core.admits_on_ticket:
                     try_enter_free = core.free
@@ -293,21 +293,21 @@ def sync_wrapper(name: str, fn: Callable[P, T], fallback: Fallback[T] | None) ->
                             admission = ADMITTED
                         else:
                             try_enter_free.append(1)
-                elif enter_now < core.open_until and enter_now < core.window_end:
+                elif arrived < core.open_until and arrived < core.window_end:
                     next(core.short_circuits)
                     admission = SHORT_CIRCUITED
                 if admission is UNDECIDED:
-                    admission = core.admit(enter_now)
+                    admission = core.admit(arrived)
                 if admission is not ADMITTED and admission.refused:
                     if fallback is None:
                         raise (
-                            CircuitOpenError(core.name)
+                            CircuitOpenError(core.name, core.next_probe_at - arrived)
                             if admission is SHORT_CIRCUITED
                             else MaxConcurrencyError(core.name, core.settings.max_concurrent_requests)
                         )
                     return fall_back(
                         core,
-                        CircuitOpenError(core.name)
+                        CircuitOpenError(core.name, core.next_probe_at - arrived)
                         if admission is SHORT_CIRCUITED
                         else MaxConcurrencyError(core.name, core.settings.max_concurrent_requests),
                         args,
@@ -369,13 +369,13 @@ def sync_wrapper(name: str, fn: Callable[P, T], fallback: Fallback[T] | None) ->
         if call_admission is not ADMITTED and call_admission.refused:
             if fallback is None:
                 raise (
-                    CircuitOpenError(engine.name)
+                    CircuitOpenError(engine.name, engine.next_probe_at - call_start)
                     if call_admission is SHORT_CIRCUITED
                     else MaxConcurrencyError(engine.name, engine.settings.max_concurrent_requests)
                 )
             return fall_back(
                 engine,
-                CircuitOpenError(engine.name)
+                CircuitOpenError(engine.name, engine.next_probe_at - call_start)
                 if call_admission is SHORT_CIRCUITED
                 else MaxConcurrencyError(engine.name, engine.settings.max_concurrent_requests),
                 args,
@@ -624,13 +624,13 @@ async def do_async(
     if admission is not ADMITTED and admission.refused:
         if fallback is None:
             raise (
-                CircuitOpenError(core.name)
+                CircuitOpenError(core.name, core.next_probe_at - start)
                 if admission is SHORT_CIRCUITED
                 else MaxConcurrencyError(core.name, core.settings.max_concurrent_requests)
             )
         return await fall_back_async(
             core,
-            CircuitOpenError(core.name)
+            CircuitOpenError(core.name, core.next_probe_at - start)
             if admission is SHORT_CIRCUITED
             else MaxConcurrencyError(core.name, core.settings.max_concurrent_requests),
             (),
@@ -779,13 +779,13 @@ def async_wrapper(
         if admission is not ADMITTED and admission.refused:
             if fallback is None:
                 raise (
-                    CircuitOpenError(engine.name)
+                    CircuitOpenError(engine.name, engine.next_probe_at - start)
                     if admission is SHORT_CIRCUITED
                     else MaxConcurrencyError(engine.name, engine.settings.max_concurrent_requests)
                 )
             return await fall_back_async(
                 engine,
-                CircuitOpenError(engine.name)
+                CircuitOpenError(engine.name, engine.next_probe_at - start)
                 if admission is SHORT_CIRCUITED
                 else MaxConcurrencyError(engine.name, engine.settings.max_concurrent_requests),
                 args,

@@ -162,8 +162,8 @@ async def call_async(
         admission = await admission_for(core, start)
     if admission is not ADMITTED and admission.refused:
         if fallback is None:
-            raise refusal(core, admission)
-        return await fall_back_async(core, refusal(core, admission), args, kwargs, fallback, None)
+            raise refusal(core, admission, start)
+        return await fall_back_async(core, refusal(core, admission, start), args, kwargs, fallback, None)
     timeout = core.timeout
     deadline = None
     try:

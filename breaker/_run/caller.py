@@ -32,8 +32,8 @@ def call(core: Engine, fn: Callable[..., T], args: Args, kwargs: Kwargs, fallbac
     admission = core.enter(start)
     if admission is not ADMITTED and admission.refused:
         if fallback is None:
-            raise refusal(core, admission)
-        return fall_back(core, refusal(core, admission), args, kwargs, fallback, None)
+            raise refusal(core, admission, start)
+        return fall_back(core, refusal(core, admission, start), args, kwargs, fallback, None)
     try:
         value = fn(*args, **kwargs)
     except BaseException as error:

@@ -156,11 +156,12 @@ def call_in_thread(
 ) -> T:
     """Run ``fn(*args, **kwargs)`` on a worker and wait for it at most the timeout. ``work`` is `run_attempt`, or
     the copy of it the generated entries pass, with the engine's steps inlined: the worker runs it."""
-    admission = core.enter(core.clock())
+    arrived = core.clock()
+    admission = core.enter(arrived)
     if admission is not ADMITTED and admission.refused:
         if fallback is None:
-            raise refusal(core, admission)
-        return fall_back(core, refusal(core, admission), args, kwargs, fallback, None)
+            raise refusal(core, admission, arrived)
+        return fall_back(core, refusal(core, admission, arrived), args, kwargs, fallback, None)
     attempt = Attempt(core, fn, args, kwargs, admission, fallback is not None)
     try:
         pool.submit(work, attempt)
@@ -263,8 +264,8 @@ def start_in_thread(
         future.set_running_or_notify_cancel()
         try:
             if fallback is None:
-                raise refusal(core, admission)
-            future.set_result(fall_back(core, refusal(core, admission), (), {}, fallback, None))
+                raise refusal(core, admission, start)
+            future.set_result(fall_back(core, refusal(core, admission, start), (), {}, fallback, None))
         except BaseException as error:
             future.set_exception(error)
         return future
