@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
 from types import MappingProxyType
-from typing import Final, Literal, TypeAlias
+from typing import Any, Final, Literal, TypeAlias
 
-from .validation import MAX_SECONDS, Count, ExceptionTypes, Flag, Number, OneOf, Seconds, show
+from .validation import MAX_SECONDS, Count, ExceptionTypes, Flag, Number, OneOf, Predicate, Seconds, show
 
 __all__ = [
     "BUILTIN",
@@ -56,6 +57,8 @@ UNSET: Final = UnsetType.UNSET
 Isolation: TypeAlias = Literal["thread", "caller"]
 Duration: TypeAlias = float | timedelta
 IgnoredExceptions: TypeAlias = type[BaseException] | Iterable[type[BaseException]]
+#: ``result_is_failure``: called with what a run returned; True makes the call a failure.
+ResultPredicate: TypeAlias = Callable[[Any], object]
 
 _MIN_BUCKET: Final = 0.001  # seconds; finer buckets cost more than they tell
 
@@ -70,6 +73,10 @@ MAX_BUCKETS: Final = 1_000
 MAX_VOLUME: Final = 2**31 - 1
 #: The most ignored exception types: each failing call is checked against all of them.
 MAX_IGNORED_EXCEPTIONS: Final = 100
+#: The most successful probes in a row a circuit can need to close (each takes a call's time, one at a time).
+MAX_PROBES: Final = 1_000
+#: The largest factor the sleep window may grow by after each failed probe (`max_sleep_window` caps the growth).
+MAX_MULTIPLIER: Final = 1_000
 
 #: A field's check: ``rule(where, value)`` returns the value in the form `Settings` holds, or raises TypeError or
 #: ValueError naming ``where`` (``"CommandConfig.timeout"``), the rule and the value.
@@ -98,6 +105,16 @@ FIELDS: Final[Mapping[str, Rule]] = MappingProxyType(
         "force_open": Flag(),
         "force_closed": Flag(),
         "isolation": OneOf(("thread", "caller")),
+        "result_is_failure": Predicate(),
+        "slow_call_duration": Seconds(infinite="no call is slow"),
+        "slow_call_percent_threshold": Number(
+            0, 100, meaning="it is a percentage of the window's requests, and above 100 could never trip"
+        ),
+        "probes_to_close": Count(1, MAX_PROBES, beyond="a few successful probes in a row tell enough"),
+        "sleep_window_multiplier": Number(
+            1, MAX_MULTIPLIER, low_included=True, meaning="the sleep window never shrinks after a failed probe"
+        ),
+        "max_sleep_window": Seconds(infinite="no cap"),
     }
 )
 
@@ -131,6 +148,12 @@ class Settings:
     force_open: bool
     force_closed: bool
     isolation: Isolation
+    result_is_failure: ResultPredicate | None
+    slow_call_duration: float
+    slow_call_percent_threshold: float
+    probes_to_close: int
+    sleep_window_multiplier: float
+    max_sleep_window: float
 
     def __post_init__(self) -> None:
         for field in FIELDS:
@@ -146,6 +169,12 @@ def _check_together(settings: Settings) -> None:
     """The rules between fields of resolved settings (each field already passed its own rule: no overflow here)."""
     if settings.force_open and settings.force_closed:
         raise ValueError("Settings.force_open and force_closed cannot both be True: choose one")
+    if settings.max_sleep_window < settings.sleep_window:
+        raise ValueError(
+            f"max_sleep_window must be at least sleep_window (it caps the window's growth), got "
+            f"{show(settings.max_sleep_window)} s against {show(settings.sleep_window)} s: raise it, or lower "
+            "sleep_window"
+        )
     rolling = settings.rolling_window / settings.rolling_buckets
     latency = settings.latency_window / settings.latency_buckets
     if rolling < _MIN_BUCKET:
@@ -183,6 +212,12 @@ BUILTIN: Final = Settings(
     force_open=False,
     force_closed=False,
     isolation="thread",
+    result_is_failure=None,
+    slow_call_duration=math.inf,
+    slow_call_percent_threshold=100,
+    probes_to_close=1,
+    sleep_window_multiplier=1.0,
+    max_sleep_window=math.inf,
 )
 
 
@@ -219,6 +254,19 @@ class CommandConfig:
         isolation: ``"thread"`` runs each call on a worker thread and enforces the timeout; ``"caller"`` runs it
             on the caller's thread with no hand-off, and a run that outlasts its timeout is treated as a
             timeout when it returns. Exactly one of these two strs. Default ``"thread"``.
+        result_is_failure: None, or a predicate called with what ``run()`` returned: True makes the call a
+            failure (counted as one; the fallback, if any, gets a `FailedResultError` and answers; without one
+            the caller gets the result unchanged). Default None.
+        slow_call_duration: Seconds (as ``timeout``) from which a call that ran, succeeding or failing, is also
+            counted as ``slow``; ``math.inf``: no call is slow. Default ``math.inf``.
+        slow_call_percent_threshold: Trip when slow calls are at least this percentage of the window's requests
+            (with ``request_volume_threshold``), in (0, 100]. Default 100.
+        probes_to_close: Successful probes in a row needed to close an open circuit, from 1 to `MAX_PROBES`;
+            probes still go one at a time, and a failed one reopens it. Default 1.
+        sleep_window_multiplier: Each failed probe in a row multiplies the sleep window by this, in [1,
+            `MAX_MULTIPLIER`]; it is back to ``sleep_window`` once the circuit closes. Default 1.0.
+        max_sleep_window: The longest the sleep window grows to (seconds, as ``sleep_window``); ``math.inf``: no
+            cap. Default ``math.inf``.
 
     A number field takes an int or a float (a subclass is read as the plain number), never a bool; a flag takes
     exactly True or False. Whether each field is valid alone is checked here; whether the fields fit together
@@ -244,6 +292,12 @@ class CommandConfig:
     force_open: bool | UnsetType = UNSET
     force_closed: bool | UnsetType = UNSET
     isolation: Isolation | UnsetType = UNSET
+    result_is_failure: ResultPredicate | UnsetType | None = UNSET
+    slow_call_duration: Duration | UnsetType = UNSET
+    slow_call_percent_threshold: float | UnsetType = UNSET
+    probes_to_close: int | UnsetType = UNSET
+    sleep_window_multiplier: float | UnsetType = UNSET
+    max_sleep_window: Duration | UnsetType = UNSET
 
     def __post_init__(self) -> None:
         _check_fields(self)

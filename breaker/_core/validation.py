@@ -9,7 +9,7 @@ through `show`, which survives a ``__repr__`` that raises and an int too long to
 exact builtin type: ``int``, ``float``, ``bool``, ``str`` or a tuple of exception types. It raises `TypeError` (not
 that kind of value) or `ValueError` (that kind, out of range), and nothing else for any input.
 
-The rules (`Seconds`, `Count`, `Number`, `Flag`, `OneOf`, `ExceptionTypes`) are the building blocks of
+The rules (`Seconds`, `Count`, `Number`, `Flag`, `OneOf`, `ExceptionTypes`, `Predicate`) are the building blocks of
 `breaker._core.settings`' table of `CommandConfig` fields; `seconds`, `positive_int` and `command_name` check the
 options of the applications (the stream, the dashboard, fleet mode) and command names.
 """
@@ -17,10 +17,12 @@ options of the applications (the stream, the dashboard, fleet mode) and command 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import itertools
 import math
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Final
+from typing import Any, Final
 
 __all__ = [
     "MAX_SECONDS",
@@ -29,6 +31,7 @@ __all__ = [
     "Flag",
     "Number",
     "OneOf",
+    "Predicate",
     "Seconds",
     "command_name",
     "positive_int",
@@ -247,6 +250,28 @@ class ExceptionTypes:
             if not (issubclass(type(item), type) and issubclass(item, BaseException)):  # type: ignore[arg-type]
                 raise TypeError(f"{rule} (classes deriving from BaseException), got {show(item)} in {show(value)}")
         return items  # type: ignore[return-value]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Predicate:
+    """None, or a callable taking one argument (checked by its signature when it can be read); returns it."""
+
+    def __call__(self, where: str, value: object) -> Callable[[Any], object] | None:
+        if value is None:
+            return None
+        if not callable(value):
+            raise TypeError(f"{where} must be None or a callable taking one value, got {_described(value)}")
+        try:
+            signature = inspect.signature(value)
+        except (TypeError, ValueError):  # a builtin without a readable signature: taken as it is
+            return value
+        try:
+            signature.bind(None)
+        except TypeError as mismatch:
+            raise TypeError(
+                f"{where} must be None or a callable taking one value, got {show(value)}{signature} ({mismatch})"
+            ) from None
+        return value
 
 
 # -- the applications' options, and command names ----------------------------------------------------------------

@@ -92,6 +92,12 @@ def test_builtin_defaults() -> None:
         force_open=False,
         force_closed=False,
         isolation="thread",
+        result_is_failure=None,
+        slow_call_duration=math.inf,
+        slow_call_percent_threshold=100,
+        probes_to_close=1,
+        sleep_window_multiplier=1.0,
+        max_sleep_window=math.inf,
     )
     assert type(settings.timeout) is float
     assert type(settings.sleep_window) is float
