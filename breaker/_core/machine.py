@@ -6,10 +6,12 @@ Netflix Hystrix's states, with hystrix-go's defects fixed:
 - CLOSED: calls are admitted while a ticket is free; the trip rule (`breaker._core.health`) opens it.
 - OPEN: calls are short-circuited until the sleep window ends; the next call after it becomes the probe.
 - HALF_OPEN: calls are short-circuited while the probe runs. Only the probe's own outcome moves the circuit:
-  success closes it (and the engine clears the window); failure, timeout or rejection reopens it with a fresh
-  sleep window; a bad request or a cancelled probe frees the slot for the next call. A probe that outlives its
-  deadline (its start plus the timeout, the current one if it was reconfigured meanwhile) without reporting
-  counts as failed when the next call arrives.
+  ``probes_to_close`` successes in a row close it (and the engine clears the window), one probe at a time, the
+  circuit staying half-open between them; failure, timeout or rejection reopens it with a fresh sleep window,
+  ``sleep_window * sleep_window_multiplier ** k`` after the k-th failed probe in a row (at most
+  ``max_sleep_window``; back to ``sleep_window`` once it closes); a bad request or a cancelled probe frees the
+  slot for the next call. A probe that outlives its deadline (its start plus the timeout, the current one if it
+  was reconfigured meanwhile) without reporting counts as failed when the next call arrives.
 - ``force_open`` / ``force_closed`` override the states underneath while set (reported as FORCED_OPEN /
   FORCED_CLOSED); changes underneath are not reported then.
 
@@ -43,16 +45,31 @@ class StateMachine:
         probe: The probe in flight, or None.
     """
 
-    __slots__ = ("force_closed", "force_open", "held", "led", "opened_at", "probe", "sleep_window", "state")
+    __slots__ = (
+        "failed_probes",
+        "force_closed",
+        "force_open",
+        "good_probes",
+        "held",
+        "led",
+        "max_sleep_window",
+        "multiplier",
+        "opened_at",
+        "probe",
+        "probes_to_close",
+        "sleep_window",
+        "state",
+    )
 
     def __init__(self, settings: Settings) -> None:
         self.state = CLOSED
         self.opened_at = -math.inf
         self.probe: Probe | None = None
         self.led = self.held = False
-        self.sleep_window = settings.sleep_window
-        self.force_open = settings.force_open
-        self.force_closed = settings.force_closed
+        #: Probes failed in a row since the circuit last closed (each grows the sleep window), and probes that
+        #: succeeded in a row since the last failed one (``probes_to_close`` of them close the circuit).
+        self.failed_probes = self.good_probes = 0
+        self.configure(settings)
 
     def __repr__(self) -> str:
         return f"<StateMachine {self.visible.value}>"
@@ -62,6 +79,9 @@ class StateMachine:
         start plus the new timeout: a probe started with no timeout cannot keep the circuit half-open for good
         once one is set)."""
         self.sleep_window = settings.sleep_window
+        self.multiplier = settings.sleep_window_multiplier
+        self.max_sleep_window = settings.max_sleep_window
+        self.probes_to_close = settings.probes_to_close
         self.force_open = settings.force_open
         self.force_closed = settings.force_closed
         if self.probe is not None:
@@ -79,9 +99,19 @@ class StateMachine:
         return self.state
 
     @property
+    def grown_sleep_window(self) -> float:
+        """The sleep window after ``failed_probes`` failed probes in a row: ``sleep_window * multiplier **
+        failed_probes``, at most ``max_sleep_window``."""
+        try:
+            grown = self.sleep_window * self.multiplier**self.failed_probes
+        except OverflowError:  # a float power past the largest float raises instead of giving inf
+            grown = math.inf
+        return min(grown, self.max_sleep_window)
+
+    @property
     def sleep(self) -> float:
         """Seconds an open circuit short-circuits before a probe (never ends while held by the fleet)."""
-        return math.inf if self.held else self.sleep_window
+        return math.inf if self.held else self.grown_sleep_window
 
     @property
     def needs_only_a_ticket(self) -> bool:
@@ -109,7 +139,7 @@ class StateMachine:
             return math.inf
         if self.force_closed or self.state is not OPEN:
             return -math.inf
-        return self.opened_at + self.sleep_window
+        return self.opened_at + self.grown_sleep_window
 
     def may_trip(self) -> bool:
         """Whether the trip rule applies now: closed, not forced closed, not led by the fleet."""
@@ -139,9 +169,9 @@ class StateMachine:
         if probe is not None:
             if now <= probe.deadline:  # a run at exactly its timeout is still in time, as the drivers judge it
                 return SHORT_CIRCUITED, None
-            return SHORT_CIRCUITED, self.open(now)  # the probe outlived its deadline without reporting: it failed
+            return SHORT_CIRCUITED, self._probe_failed(now)  # it outlived its deadline without reporting
         if not take_ticket():
-            return REJECTED_CALL, self.open(now)
+            return REJECTED_CALL, self._probe_failed(now)
         return self._start_probe(now, timeout), None
 
     def _start_probe(self, now: float, timeout: float) -> Probe:
@@ -153,10 +183,19 @@ class StateMachine:
         window must be cleared)."""
         self.probe = None
         if event == SUCCESS:
-            return self._move(CLOSED), True
+            self.good_probes += 1
+            if self.good_probes < self.probes_to_close:
+                return None, False  # half-open still: the next call probes
+            return self.close(), True
         if event in (BAD_REQUEST, CANCELLED):
             return None, False  # neither good nor bad news: the next call probes
-        return self.open(now), False
+        return self._probe_failed(now), False
+
+    def _probe_failed(self, now: float) -> Transition:
+        """The probe failed (or could not run): reopen, with a sleep window grown by one more failed probe."""
+        self.failed_probes += 1
+        self.good_probes = 0
+        return self.open(now)
 
     def withdraw(self, admission: Admission) -> None:
         """An admitted call never ran (no thread could be started, or its run was not awaitable): if it was the
@@ -179,8 +218,10 @@ class StateMachine:
         return None
 
     def close(self) -> Transition:
-        """Close (the fleet's probe succeeded somewhere); a probe in flight is forgotten."""
+        """Close (the probes succeeded, here or, in fleet mode, somewhere); a probe in flight is forgotten, and the
+        sleep window is back to ``sleep_window``."""
         self.probe = None
+        self.failed_probes = self.good_probes = 0
         return self._move(CLOSED)
 
     def _move(self, new: State) -> Transition:

@@ -55,6 +55,11 @@ THRESHOLDS = st.sampled_from([1, 12.5, 17, 25, 29, 33.3, 43, 50, 50.5, 62.5, 75,
 SLEEPS = st.sampled_from([0.25, 0.5, 1.0, 2.5, 5.0])
 TIMEOUTS = st.sampled_from([0.25, 1.0, 2.0, math.inf])
 TICKETS = st.sampled_from([1, 2, 3, 5, math.inf])
+#: Gradual recovery: successful probes needed to close, the sleep window's growth per failed probe, and its cap as
+#: a multiple of the sleep window (powers of two keep every time exact).
+PROBES = st.sampled_from([1, 1, 2, 3])
+MULTIPLIERS = st.sampled_from([1.0, 1.0, 2.0])
+CAPS = st.sampled_from([math.inf, 1.0, 2.0, 8.0])
 #: (force_open, force_closed), mostly unforced.
 FORCES = st.sampled_from([(False, False)] * 4 + [(True, False), (False, True)])
 OUTCOMES = st.sampled_from([SUCCESS, FAILURE, TIMEOUT, BAD_REQUEST])
@@ -78,12 +83,28 @@ class Config:
     tickets: float
     force_open: bool
     force_closed: bool
+    probes: int = 1
+    multiplier: float = 1.0
+    cap: float = math.inf  # max_sleep_window, as a multiple of sleep
+
+    @property
+    def max_sleep(self) -> float:
+        return self.sleep * self.cap
 
 
 def configs() -> st.SearchStrategy[Config]:
     """Random valid settings."""
     return st.builds(
-        lambda v, t, s, o, m, f: Config(v, t, s, o, m, *f), VOLUMES, THRESHOLDS, SLEEPS, TIMEOUTS, TICKETS, FORCES
+        lambda v, t, s, o, m, f, p, g, c: Config(v, t, s, o, m, *f, p, g, c),
+        VOLUMES,
+        THRESHOLDS,
+        SLEEPS,
+        TIMEOUTS,
+        TICKETS,
+        FORCES,
+        PROBES,
+        MULTIPLIERS,
+        CAPS,
     )
 
 
@@ -97,6 +118,9 @@ def resolve(config: Config, window: float, buckets: int) -> Settings:
         max_concurrent_requests=config.tickets,
         force_open=config.force_open,
         force_closed=config.force_closed,
+        probes_to_close=config.probes,
+        sleep_window_multiplier=config.multiplier,
+        max_sleep_window=config.max_sleep,
         rolling_window=window,
         rolling_buckets=buckets,
         isolation="caller",
@@ -143,6 +167,8 @@ class Model:
         self.state = CLOSED  # underneath the force flags
         self.opened_at = -math.inf
         self.probe_in_flight = False
+        self.failed_probes = 0  # in a row, since the circuit last closed
+        self.good_probes = 0  # in a row, since the last failed probe
         self.probe_id = 0
         self.probe_started = math.inf
         self.probe_deadline = math.inf
@@ -177,6 +203,10 @@ class Model:
             return FORCED_CLOSED
         return self.state
 
+    def sleep(self) -> float:
+        """The sleep window now: ``sleep * multiplier ** failed_probes``, at most ``max_sleep``."""
+        return min(self.config.sleep * self.config.multiplier**self.failed_probes, self.config.max_sleep)
+
     def ticket_free(self) -> bool:
         """Whether one more call may hold a ticket."""
         return self.held < self.config.tickets
@@ -187,7 +217,7 @@ class Model:
             return MODEL_SHORT_CIRCUITED
         if self.config.force_closed or self.state is CLOSED:
             return MODEL_ADMITTED if self.ticket_free() else MODEL_REJECTED
-        if self.state is OPEN and self.now - self.opened_at < self.config.sleep:
+        if self.state is OPEN and self.now - self.opened_at < self.sleep():
             return MODEL_SHORT_CIRCUITED
         if self.state is HALF_OPEN and self.probe_in_flight:
             return MODEL_SHORT_CIRCUITED
@@ -205,6 +235,12 @@ class Model:
         if new is not self.state and not (self.config.force_open or self.config.force_closed):
             self.transitions.append((self.state, new))
         self.state = new
+
+    def probe_failed(self) -> None:
+        """The probe failed, or could not run: reopen, with one more failed probe in a row."""
+        self.failed_probes += 1
+        self.good_probes = 0
+        self.reopen()
 
     def reopen(self) -> None:
         """Open with a fresh sleep window; any probe counts as failed."""
@@ -238,12 +274,12 @@ class Model:
             elif self.state is OPEN:
                 self.opened_at = self.now  # the would-be probe failed: a fresh sleep window
             else:
-                self.reopen()
+                self.probe_failed()
         elif code == MODEL_SHORT_CIRCUITED:
             self.count(SHORT_CIRCUIT)
             stuck = self.state is HALF_OPEN and self.probe_in_flight and self.now > self.probe_deadline
             if stuck and not self.config.force_open:
-                self.reopen()  # the probe outlived its timeout without reporting: it failed
+                self.probe_failed()  # the probe outlived its timeout without reporting
         return code
 
     def complete(self, slot: int, probe: int) -> None:
@@ -253,10 +289,13 @@ class Model:
         if probe and probe == self.probe_id and self.probe_in_flight:
             self.probe_in_flight = False
             if slot == SUCCESS:
-                self.move(CLOSED)
-                self.events.clear()
+                self.good_probes += 1
+                if self.good_probes >= self.config.probes:  # else half-open still: the next call probes
+                    self.move(CLOSED)
+                    self.events.clear()
+                    self.failed_probes = self.good_probes = 0
             elif slot != BAD_REQUEST:
-                self.reopen()
+                self.probe_failed()
             return
         self.evaluate()
 
@@ -313,8 +352,8 @@ class CircuitMachine(RuleBasedStateMachine):
             "quarters": small,
             "next-boundary": (math.floor(model.now / width) + 1) * width - model.now,
             "bucket": width,
-            "sleep": model.config.sleep,
-            "sleep-end": model.opened_at + model.config.sleep - model.now,
+            "sleep": model.sleep(),
+            "sleep-end": model.opened_at + model.sleep() - model.now,
             "deadline": model.probe_deadline - model.now,
             "past-deadline": model.probe_deadline - model.now + QUARTER,
             "window": self.window,
