@@ -95,7 +95,7 @@ class Config:
 def configs() -> st.SearchStrategy[Config]:
     """Random valid settings."""
     return st.builds(
-        lambda v, t, s, o, m, f, p, g, c: Config(v, t, s, o, m, *f, p, g, c),
+        lambda v, t, s, o, m, f, p, g, c: Config(v, t, s, o, m, f[0], f[1], probes=p, multiplier=g, cap=c),
         VOLUMES,
         THRESHOLDS,
         SLEEPS,
