@@ -29,7 +29,14 @@ from ._api import (
 )
 from ._core.buckets import BOUNDS
 from ._core.circuit import Circuit
-from ._core.errors import CircuitError, CircuitOpenError, CommandTimeoutError, FallbackError, MaxConcurrencyError
+from ._core.errors import (
+    CircuitError,
+    CircuitOpenError,
+    CommandTimeoutError,
+    FailedResultError,
+    FallbackError,
+    MaxConcurrencyError,
+)
 from ._core.events import Event, State
 from ._core.latency import PERCENTILES, Histogram, LatencyStatistics
 from ._core.metrics import CallResult, Collector, CollectorFactory
@@ -51,6 +58,7 @@ __all__ = [
     "CommandConfig",
     "CommandTimeoutError",
     "Event",
+    "FailedResultError",
     "FallbackError",
     "FleetView",
     "Histogram",

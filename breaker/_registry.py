@@ -276,14 +276,15 @@ class Registry:
     def emit(self, circuit: Circuit, old: State, new: State) -> None:
         """Report a state change. Called by circuits after their lock is released."""
         if new is State.OPEN:
-            errors, requests = engine_of(circuit).trip_figures  # taken under the engine's lock as it opened
+            errors, requests, slow = engine_of(circuit).trip_figures  # taken under the engine's lock as it opened
             logger.warning(
-                "circuit %r opened (was %s): %d errors in %d requests (%d%%) over the window",
+                "circuit %r opened (was %s): %d errors in %d requests (%d%%)%s over the window",
                 circuit.name,
                 old.value,
                 errors,
                 requests,
                 error_percentage(errors, requests),
+                f", {slow} slow ({error_percentage(slow, requests)}%)" if slow else "",
             )
         elif new is State.FORCED_OPEN:
             logger.warning("circuit %r forced open (was %s)", circuit.name, old.value)

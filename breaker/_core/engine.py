@@ -40,6 +40,7 @@ from .events import (
     FALLBACK_SUCCESS,
     REJECTED,
     SHORT_CIRCUIT,
+    SLOW,
     SUCCESS,
     TIMEOUT,
     State,
@@ -101,7 +102,9 @@ class Engine:
         "name",
         "next_probe_at",
         "open_until",
+        "plain_until",
         "pool",
+        "result_is_failure",
         "rule",
         "run_durations",
         "runs_elsewhere",
@@ -110,6 +113,7 @@ class Engine:
         "settings",
         "settle_successes",
         "short_circuits",
+        "slow_call_duration",
         "successes",
         "threaded",
         "tickets",
@@ -137,7 +141,8 @@ class Engine:
         #: Runs that timed out (thread isolation) and still hold their ticket.
         self.abandoned = 0
         #: (errors, requests) in the window when the circuit last tripped, for the log line.
-        self.trip_figures = (0, 0)
+        #: (errors, requests, slow calls) in the window as it tripped, for the log line.
+        self.trip_figures = (0, 0, 0)
         #: What the fleet shares of this circuit, as of its last sync (None outside fleet mode).
         self.fleet: FleetView | None = None
         # The fast surface's never-replaced objects.
@@ -173,8 +178,19 @@ class Engine:
         self.settings = settings
         self.timeout = settings.timeout
         self.ignored = settings.ignored_exceptions
+        self.result_is_failure = settings.result_is_failure
+        #: A run that returned within this many seconds is a plain success: in time, not slow, and with no result
+        #: predicate to ask (with one, no run is: -1). Past it, the drivers judge the returned value in full.
+        self.plain_until = (
+            -1.0
+            if settings.result_is_failure is not None
+            else min(settings.timeout, math.nextafter(settings.slow_call_duration, -math.inf))
+        )
         self.threaded = settings.isolation == "thread"
-        self.rule = TripRule(settings.request_volume_threshold, settings.error_percent_threshold)
+        self.rule = TripRule(
+            settings.request_volume_threshold, settings.error_percent_threshold, settings.slow_call_percent_threshold
+        )
+        self.slow_call_duration = settings.slow_call_duration
         # A4 (`lockfree.try_enter`, `try_succeed`): lock-free admission stopped and settling asked for before a lower
         # limit takes tickets from ``free``; `_publish` allows them again once nothing is owed.
         self.admits_on_ticket = False
@@ -347,10 +363,14 @@ class Engine:
     def fail(self, admission: Admission, now: float, seconds: float, kind: int) -> None:
         """An admitted run failed after ``seconds``: count the failure and its duration in histogram ``kind``
         (`BOTH` if no fallback runs, `RUN` if one does), give back the ticket, and evaluate health unless the
-        failure provably cannot trip the circuit. Lock-free in the usual case."""
-        stage = try_fail(self, admission, now, seconds, self.both_durations if kind == BOTH else self.run_durations)
-        if stage != DONE:
-            self.settle(stage, FAILURE, admission, now, seconds, kind)
+        failure provably cannot trip the circuit. Lock-free in the usual case; a slow failure (its run took at least
+        ``slow_call_duration``) takes the lock, as `finish_slow`."""
+        if seconds < self.slow_call_duration:
+            stage = try_fail(self, admission, now, seconds, self.both_durations if kind == BOTH else self.run_durations)
+            if stage != DONE:
+                self.settle(stage, FAILURE, admission, now, seconds, kind)
+        else:
+            self.finish_slow(FAILURE, admission, now, seconds, kind)
 
     def settle_success(self, stage: int, admission: Admission, now: float, seconds: float, block: bool = True) -> bool:
         """`settle` for a success, counted as the run's and the call's duration."""
@@ -389,6 +409,22 @@ class Engine:
             self._report(self._finish(event, admission, now))
             if kind != NO_LATENCY:
                 self.latency.count(kind, seconds)
+        finally:
+            self.lock.release()
+        self.transitions.deliver()
+        return True
+
+    def finish_slow(
+        self, event: int, admission: Admission, now: float, seconds: float, kind: int = BOTH, block: bool = True
+    ) -> bool:
+        """`finish` for a run that took at least ``slow_call_duration``: ``slow`` is counted beside ``event`` (a
+        success or a failure), and a slow probe fails. False: ``block`` is False and the lock is held (nothing was
+        done)."""
+        if not self.lock.acquire(block):
+            return False
+        try:
+            self._report(self._finish(event, admission, now, slow=True))
+            self.latency.count(kind, seconds)
         finally:
             self.lock.release()
         self.transitions.deliver()
@@ -464,14 +500,17 @@ class Engine:
                 latency.advance(now)
             self.window_end = min(window.end, latency.end) if LOCK_FREE else -math.inf
 
-    def _record(self, event: int, admission: Admission, now: float) -> Transition:
-        """Count an admitted call's primary ``event`` and apply it to the state machine."""
+    def _record(self, event: int, admission: Admission, now: float, slow: bool = False) -> Transition:
+        """Count an admitted call's primary ``event`` (and ``slow`` beside it) and apply it to the state machine
+        (a slow probe failed, whatever its event)."""
         self._due(now)
         self.window.counts.add(event)
+        if slow:
+            self.window.counts.add(SLOW)
         self.window.observe(self.tickets.in_use, now)
         machine = self.machine
         if machine.is_current_probe(admission):
-            transition, closed = machine.end_probe(event, now)
+            transition, closed = machine.end_probe(FAILURE if slow and event == SUCCESS else event, now)
             if closed:
                 self.window.clear()
                 self._rearm()
@@ -479,8 +518,8 @@ class Engine:
             return transition
         return None if event == CANCELLED else self._evaluate(now)
 
-    def _finish(self, event: int, admission: Admission, now: float) -> Transition:
-        transition = self._record(event, admission, now)
+    def _finish(self, event: int, admission: Admission, now: float, slow: bool = False) -> Transition:
+        transition = self._record(event, admission, now, slow)
         self.tickets.give_back()
         if self.tickets.owed or not self.admits_on_ticket:  # a ticket owed paid, maybe: admit lock-free again
             self._publish()
@@ -500,12 +539,17 @@ class Engine:
         window = self.window
         errors = window.errors()
         trip, watch = self.rule.assess(errors, window.successes)
-        self.settle_successes = watch or owed
         allowance = self.rule.budget - errors  # errors that can still come without any chance of a trip
+        slow = window.slow() if not trip else 0
+        if slow:  # slow calls in the window: the slow-call rule too; while it watches, every outcome evaluates
+            trip, watch_slow = self.rule.assess_slow(slow, errors + window.successes())
+            if watch_slow:
+                watch, allowance = True, 0
+        self.settle_successes = watch or owed
         self.failure_limit = self.failures.mark + allowance if allowance > 0 else -1
         if not trip:
             return None
-        self.trip_figures = (errors, errors + window.successes())
+        self.trip_figures = (errors, errors + window.successes(), slow)
         transition = self.machine.open(now)
         self._publish()
         return transition

@@ -7,6 +7,7 @@
           ├── CircuitOpenError          the circuit is open: the call was short-circuited; ``.retry_after``
           ├── MaxConcurrencyError       no free ticket: the call was rejected
           ├── CommandTimeoutError       the run outlasted its timeout (also a builtin TimeoutError)
+          ├── FailedResultError         ``result_is_failure`` said the run's value is a failure; ``.result``
           └── FallbackError             the fallback raised; ``.run_error`` and ``.fallback_error``
 
 Bad configuration and bad arguments raise the builtin ``TypeError`` and ``ValueError``: they are bugs in the
@@ -26,6 +27,7 @@ __all__ = [
     "CircuitError",
     "CircuitOpenError",
     "CommandTimeoutError",
+    "FailedResultError",
     "FallbackError",
     "MaxConcurrencyError",
 ]
@@ -119,6 +121,24 @@ class CommandTimeoutError(CircuitError, TimeoutError):
 
     def __reduce__(self) -> tuple[object, ...]:
         return (type(self), (self.name, self.timeout))
+
+
+class FailedResultError(CircuitError):
+    """The command's ``result_is_failure`` judged what the run returned a failure. The fallback gets this error
+    (without a fallback, the caller gets the result itself: nothing is raised).
+
+    Created as ``FailedResultError(name, result)``.
+
+    Attributes:
+        result: What the run returned.
+    """
+
+    @property
+    def result(self) -> object:
+        return self.args[1]
+
+    def __str__(self) -> str:
+        return f"command {self.name!r}: the run returned a result judged a failure: {self.result!r:.200}"
 
 
 class FallbackError(CircuitError):

@@ -37,6 +37,9 @@ class Event(str, enum.Enum):
     FALLBACK_FAILURE = "fallback-failure"
     #: The awaiting caller was cancelled (asyncio): neither a request nor an error.
     CANCELLED = "cancelled"
+    #: Not a primary event: counted beside a success or a failure whose run took at least
+    #: ``slow_call_duration``.
+    SLOW = "slow"
 
     def __str__(self) -> str:
         return self.value
@@ -55,10 +58,12 @@ BAD_REQUEST = 5
 FALLBACK_SUCCESS = 6
 FALLBACK_FAILURE = 7
 CANCELLED = 8
-N_EVENTS = 9
+SLOW = 9
+N_EVENTS = 10
 
-assert [EVENTS.index(e) for e in (Event.SUCCESS, Event.FALLBACK_FAILURE, Event.CANCELLED)] == [
+assert [EVENTS.index(e) for e in (Event.SUCCESS, Event.FALLBACK_FAILURE, Event.CANCELLED, Event.SLOW)] == [
     SUCCESS,
     FALLBACK_FAILURE,
     CANCELLED,
+    SLOW,
 ]

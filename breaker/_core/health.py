@@ -1,7 +1,9 @@
 """The trip rule: when a closed circuit's window is unhealthy enough to open it.
 
 The circuit trips when its window holds at least ``request_volume_threshold`` requests and the error percentage,
-rounded half up, is at least ``error_percent_threshold``. Requests are success + failure + timeout + rejected;
+rounded half up, is at least ``error_percent_threshold``, or the percentage of slow calls (those that ran at least
+``slow_call_duration``), rounded the same way, is at least ``slow_call_percent_threshold``. Requests are success +
+failure + timeout + rejected;
 errors are failure + timeout + rejected (short-circuits and bad requests count in neither, as in Java Hystrix).
 Pure arithmetic: no state of its own beyond the thresholds.
 """
@@ -37,15 +39,28 @@ def error_budget(volume: int, threshold: float) -> int:
 class TripRule:
     """The trip rule with one command's thresholds."""
 
-    __slots__ = ("budget", "threshold", "volume")
+    __slots__ = ("budget", "slow_threshold", "threshold", "volume")
 
-    def __init__(self, volume: int, threshold: float) -> None:
+    def __init__(self, volume: int, threshold: float, slow_threshold: float = 100) -> None:
         self.volume = volume
         self.threshold = threshold
+        self.slow_threshold = slow_threshold
         self.budget = error_budget(volume, threshold)
 
     def __repr__(self) -> str:
-        return f"<TripRule volume={self.volume} threshold={self.threshold:g}%>"
+        return f"<TripRule volume={self.volume} threshold={self.threshold:g}% slow={self.slow_threshold:g}%>"
+
+    def assess_slow(self, slow: int, requests: int) -> tuple[bool, bool]:
+        """The slow-call rule for a window holding ``slow`` slow calls among ``requests`` requests.
+
+        Returns:
+            ``(trip, watch)`` as `assess` does: whether it trips now; if not, whether more requests (successes,
+            or failures) could still trip it by reaching the volume floor.
+        """
+        threshold = self.slow_threshold
+        if requests >= self.volume and error_percentage(slow, requests) >= threshold:
+            return True, False
+        return False, error_percentage(slow, max(requests + 1, self.volume)) >= threshold
 
     def assess(self, errors: int, successes: Callable[[], int]) -> tuple[bool, bool]:
         """Apply the rule to a window holding ``errors`` errors and ``successes()`` successes (read only if the

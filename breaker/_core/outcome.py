@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Final
 
-from .errors import CircuitOpenError, MaxConcurrencyError
+from .errors import CircuitOpenError, FailedResultError, MaxConcurrencyError
 from .events import BAD_REQUEST, FAILURE, REJECTED, SHORT_CIRCUIT, SUCCESS, TIMEOUT
 from .inline import inline
 
@@ -29,6 +29,7 @@ __all__ = [
     "UNDECIDED",
     "Admission",
     "Probe",
+    "failed_result",
     "in_time",
     "is_ignored",
     "raised_event",
@@ -140,6 +141,35 @@ def is_ignored(error: BaseException, ignored: tuple[type[BaseException], ...]) -
                 ignored,
             )
         return False
+
+
+def failed_result(core: Engine, value: object) -> BaseException | None:
+    """What makes a call whose run returned ``value`` (in time) a failure: a `FailedResultError` when the
+    command's ``result_is_failure`` says so, the predicate's own exception when it raises (logged once per
+    predicate and error type), or None: a success. The predicate is user code: never called under a lock."""
+    predicate = core.result_is_failure
+    if predicate is None:
+        return None
+    try:
+        return FailedResultError(core.name, value) if predicate(value) else None
+    except Exception as error:  # a broken predicate: its error is the call's, and it is logged once
+        key = (predicate, type(error))
+        if key not in _predicates_reported:
+            if len(_predicates_reported) >= _REPORTED_MAX:
+                _predicates_reported.clear()
+            _predicates_reported.add(key)
+            logger.exception(
+                "command %r: result_is_failure raised: the call counts as a failure with its error (logged once "
+                "per predicate and error type)",
+                core.name,
+            )
+        return error
+    except BaseException as error:  # KeyboardInterrupt and the like: the call's failure too, and it propagates
+        return error
+
+
+#: The (predicate, error type) pairs whose failure was logged already; bounded like `_reported`.
+_predicates_reported: set[tuple[object, type[BaseException]]] = set()
 
 
 @inline

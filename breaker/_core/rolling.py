@@ -20,7 +20,17 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Final
 
-from .events import FAILURE, FALLBACK_FAILURE, FALLBACK_SUCCESS, N_EVENTS, REJECTED, SHORT_CIRCUIT, SUCCESS, TIMEOUT
+from .events import (
+    FAILURE,
+    FALLBACK_FAILURE,
+    FALLBACK_SUCCESS,
+    N_EVENTS,
+    REJECTED,
+    SHORT_CIRCUIT,
+    SLOW,
+    SUCCESS,
+    TIMEOUT,
+)
 from .lockfree import Tally
 
 __all__ = ["BucketRing", "EventCounts", "RollingWindow", "bucket_end"]
@@ -296,6 +306,10 @@ class RollingWindow:
     def successes(self) -> int:
         """Successes over the current window."""
         return self._ring.current(SUCCESS, self.counts.tallies[SUCCESS].read())
+
+    def slow(self) -> int:
+        """Slow calls over the current window (counted under the engine's lock)."""
+        return self._ring.current(SLOW, self.counts.locked(SLOW))
 
     def clear(self) -> None:
         """Forget the window (the circuit closed after a good probe); the counts since creation stay."""

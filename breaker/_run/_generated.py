@@ -19,14 +19,24 @@ import queue
 from breaker import _registry
 from breaker._core.buckets import BOUNDS, EDGE, FINE, FINE_SCALE, bucket_of
 from breaker._core.engine import NO_LATENCY
-from breaker._core.errors import CircuitOpenError, MaxConcurrencyError
+from breaker._core.errors import CircuitOpenError, FailedResultError, MaxConcurrencyError
 from breaker._core.events import BAD_REQUEST, CANCELLED, FAILURE, SUCCESS, TIMEOUT
 from breaker._core.latency import BOTH, RUN
 from breaker._core.lockfree import NOT_DONE, SETTLE, Tally, claim
-from breaker._core.outcome import ADMITTED, Admission, SHORT_CIRCUITED, UNDECIDED, is_ignored
+from breaker._core.outcome import ADMITTED, Admission, SHORT_CIRCUITED, UNDECIDED, failed_result, is_ignored
 from breaker._registry import check_callable
-from breaker._run.aio import COROUTINE, INFINITY, NotAwaitable, admission_for, deadline_after, fall_back_async, settle
+from breaker._run.aio import (
+    COROUTINE,
+    INFINITY,
+    NotAwaitable,
+    admission_for,
+    deadline_after,
+    fall_back_async,
+    settle,
+    settle_returned_async,
+)
 from breaker._run.answer import AWAITABLES, EMPTY, Fallback, awaitable_refused, fall_back, timeout_error
+from breaker._run.caller import settle_returned
 from breaker._run.entries import STALE, observed, observed_async
 from breaker._run.threaded import Attempt, NEVER_RAN, _TIMEOUT_MAX
 from breaker._run.workers import Wake
@@ -132,6 +142,8 @@ def do(name: str, run: Callable[[], T], fallback: Callable[[Exception], T] | Non
             if attempt.event == FAILURE and fallback is not None and isinstance(answer_error, Exception):
                 start = attempt.core.clock() - attempt.ran
                 return fall_back(attempt.core, answer_error, (), {}, fallback, start if attempt.COUNTS_CALL else None)
+            if answer_error.__class__ is FailedResultError:
+                return attempt.value
             raise answer_error
         finally:
             del answer_error
@@ -184,45 +196,51 @@ def do(name: str, run: Callable[[], T], fallback: Callable[[Exception], T] | Non
         else:
             event = FAILURE
             if fallback is None or not isinstance(call_error, Exception):
-                try_fail_histogram = core.both_durations
-                if call_admission is ADMITTED and end < core.window_end:
-                    try_fail_counted = next(core.failures)
-                    duration_bucket_fine = trunc(seconds * FINE_SCALE - EDGE)
-                    try:
-                        count_duration_index = FINE[duration_bucket_fine] if duration_bucket_fine >= 0 else 0
-                    except IndexError:
-                        count_duration_index = bucket_of(BOUNDS, seconds)
-                    try:
-                        count_duration_tally = try_fail_histogram[count_duration_index]
-                    except KeyError:
-                        count_duration_tally = try_fail_histogram.setdefault(count_duration_index, Tally())
-                    next(count_duration_tally)
-                    core.free.append(1)
-                    if try_fail_counted > core.failure_limit or core.settle_successes:
-                        core.settle(SETTLE, FAILURE, call_admission, end, seconds, BOTH)
+                if seconds < core.slow_call_duration:
+                    try_fail_histogram = core.both_durations
+                    if call_admission is ADMITTED and end < core.window_end:
+                        try_fail_counted = next(core.failures)
+                        duration_bucket_fine = trunc(seconds * FINE_SCALE - EDGE)
+                        try:
+                            count_duration_index = FINE[duration_bucket_fine] if duration_bucket_fine >= 0 else 0
+                        except IndexError:
+                            count_duration_index = bucket_of(BOUNDS, seconds)
+                        try:
+                            count_duration_tally = try_fail_histogram[count_duration_index]
+                        except KeyError:
+                            count_duration_tally = try_fail_histogram.setdefault(count_duration_index, Tally())
+                        next(count_duration_tally)
+                        core.free.append(1)
+                        if try_fail_counted > core.failure_limit or core.settle_successes:
+                            core.settle(SETTLE, FAILURE, call_admission, end, seconds, BOTH)
+                    else:
+                        core.settle(NOT_DONE, FAILURE, call_admission, end, seconds, BOTH)
                 else:
-                    core.settle(NOT_DONE, FAILURE, call_admission, end, seconds, BOTH)
+                    core.finish_slow(FAILURE, call_admission, end, seconds, BOTH)
                 raise
         answered = fallback is None or event == BAD_REQUEST or (not isinstance(call_error, Exception))
         if event == FAILURE:
-            try_fail_histogram_2 = core.run_durations
-            if call_admission is ADMITTED and end < core.window_end:
-                try_fail_counted_2 = next(core.failures)
-                duration_bucket_fine_2 = trunc(seconds * FINE_SCALE - EDGE)
-                try:
-                    count_duration_index_2 = FINE[duration_bucket_fine_2] if duration_bucket_fine_2 >= 0 else 0
-                except IndexError:
-                    count_duration_index_2 = bucket_of(BOUNDS, seconds)
-                try:
-                    count_duration_tally_2 = try_fail_histogram_2[count_duration_index_2]
-                except KeyError:
-                    count_duration_tally_2 = try_fail_histogram_2.setdefault(count_duration_index_2, Tally())
-                next(count_duration_tally_2)
-                core.free.append(1)
-                if try_fail_counted_2 > core.failure_limit or core.settle_successes:
-                    core.settle(SETTLE, FAILURE, call_admission, end, seconds, RUN)
+            if seconds < core.slow_call_duration:
+                try_fail_histogram_2 = core.run_durations
+                if call_admission is ADMITTED and end < core.window_end:
+                    try_fail_counted_2 = next(core.failures)
+                    duration_bucket_fine_2 = trunc(seconds * FINE_SCALE - EDGE)
+                    try:
+                        count_duration_index_2 = FINE[duration_bucket_fine_2] if duration_bucket_fine_2 >= 0 else 0
+                    except IndexError:
+                        count_duration_index_2 = bucket_of(BOUNDS, seconds)
+                    try:
+                        count_duration_tally_2 = try_fail_histogram_2[count_duration_index_2]
+                    except KeyError:
+                        count_duration_tally_2 = try_fail_histogram_2.setdefault(count_duration_index_2, Tally())
+                    next(count_duration_tally_2)
+                    core.free.append(1)
+                    if try_fail_counted_2 > core.failure_limit or core.settle_successes:
+                        core.settle(SETTLE, FAILURE, call_admission, end, seconds, RUN)
+                else:
+                    core.settle(NOT_DONE, FAILURE, call_admission, end, seconds, RUN)
             else:
-                core.settle(NOT_DONE, FAILURE, call_admission, end, seconds, RUN)
+                core.finish_slow(FAILURE, call_admission, end, seconds, RUN)
         else:
             core.finish(event, call_admission, end, seconds, BOTH if answered else RUN)
         if answered:
@@ -238,7 +256,7 @@ def do(name: str, run: Callable[[], T], fallback: Callable[[Exception], T] | Non
         raise awaitable_refused(core, value)
     end = clock()
     seconds = end - call_start
-    if seconds <= core.timeout:
+    if seconds <= core.plain_until:
         if call_admission is ADMITTED and end < core.window_end:
             next(core.successes)
             count_duration_histogram = core.both_durations
@@ -258,11 +276,7 @@ def do(name: str, run: Callable[[], T], fallback: Callable[[Exception], T] | Non
         else:
             core.settle_success(NOT_DONE, call_admission, end, seconds)
         return value
-    if fallback is None:
-        core.finish(TIMEOUT, call_admission, end, seconds)
-        raise timeout_error(core, None)
-    core.finish(TIMEOUT, call_admission, end, seconds, RUN)
-    return fall_back(core, timeout_error(core, None), (), {}, fallback, call_start)
+    return settle_returned(core, call_admission, value, call_start, end, seconds, (), {}, fallback)
 
 
 def sync_wrapper(name: str, fn: Callable[P, T], fallback: Fallback[T] | None) -> Callable[P, T]:
@@ -343,6 +357,8 @@ def sync_wrapper(name: str, fn: Callable[P, T], fallback: Fallback[T] | None) ->
                         return fall_back(
                             attempt.core, answer_error, args, kwargs, fallback, start if attempt.COUNTS_CALL else None
                         )
+                    if answer_error.__class__ is FailedResultError:
+                        return attempt.value
                     raise answer_error
                 finally:
                     del answer_error
@@ -396,45 +412,51 @@ def sync_wrapper(name: str, fn: Callable[P, T], fallback: Fallback[T] | None) ->
             else:
                 event = FAILURE
                 if fallback is None or not isinstance(call_error, Exception):
-                    try_fail_histogram = engine.both_durations
-                    if call_admission is ADMITTED and end < engine.window_end:
-                        try_fail_counted = next(engine.failures)
-                        duration_bucket_fine = trunc(seconds * FINE_SCALE - EDGE)
-                        try:
-                            count_duration_index = FINE[duration_bucket_fine] if duration_bucket_fine >= 0 else 0
-                        except IndexError:
-                            count_duration_index = bucket_of(BOUNDS, seconds)
-                        try:
-                            count_duration_tally = try_fail_histogram[count_duration_index]
-                        except KeyError:
-                            count_duration_tally = try_fail_histogram.setdefault(count_duration_index, Tally())
-                        next(count_duration_tally)
-                        engine.free.append(1)
-                        if try_fail_counted > engine.failure_limit or engine.settle_successes:
-                            engine.settle(SETTLE, FAILURE, call_admission, end, seconds, BOTH)
+                    if seconds < engine.slow_call_duration:
+                        try_fail_histogram = engine.both_durations
+                        if call_admission is ADMITTED and end < engine.window_end:
+                            try_fail_counted = next(engine.failures)
+                            duration_bucket_fine = trunc(seconds * FINE_SCALE - EDGE)
+                            try:
+                                count_duration_index = FINE[duration_bucket_fine] if duration_bucket_fine >= 0 else 0
+                            except IndexError:
+                                count_duration_index = bucket_of(BOUNDS, seconds)
+                            try:
+                                count_duration_tally = try_fail_histogram[count_duration_index]
+                            except KeyError:
+                                count_duration_tally = try_fail_histogram.setdefault(count_duration_index, Tally())
+                            next(count_duration_tally)
+                            engine.free.append(1)
+                            if try_fail_counted > engine.failure_limit or engine.settle_successes:
+                                engine.settle(SETTLE, FAILURE, call_admission, end, seconds, BOTH)
+                        else:
+                            engine.settle(NOT_DONE, FAILURE, call_admission, end, seconds, BOTH)
                     else:
-                        engine.settle(NOT_DONE, FAILURE, call_admission, end, seconds, BOTH)
+                        engine.finish_slow(FAILURE, call_admission, end, seconds, BOTH)
                     raise
             answered = fallback is None or event == BAD_REQUEST or (not isinstance(call_error, Exception))
             if event == FAILURE:
-                try_fail_histogram_2 = engine.run_durations
-                if call_admission is ADMITTED and end < engine.window_end:
-                    try_fail_counted_2 = next(engine.failures)
-                    duration_bucket_fine_2 = trunc(seconds * FINE_SCALE - EDGE)
-                    try:
-                        count_duration_index_2 = FINE[duration_bucket_fine_2] if duration_bucket_fine_2 >= 0 else 0
-                    except IndexError:
-                        count_duration_index_2 = bucket_of(BOUNDS, seconds)
-                    try:
-                        count_duration_tally_2 = try_fail_histogram_2[count_duration_index_2]
-                    except KeyError:
-                        count_duration_tally_2 = try_fail_histogram_2.setdefault(count_duration_index_2, Tally())
-                    next(count_duration_tally_2)
-                    engine.free.append(1)
-                    if try_fail_counted_2 > engine.failure_limit or engine.settle_successes:
-                        engine.settle(SETTLE, FAILURE, call_admission, end, seconds, RUN)
+                if seconds < engine.slow_call_duration:
+                    try_fail_histogram_2 = engine.run_durations
+                    if call_admission is ADMITTED and end < engine.window_end:
+                        try_fail_counted_2 = next(engine.failures)
+                        duration_bucket_fine_2 = trunc(seconds * FINE_SCALE - EDGE)
+                        try:
+                            count_duration_index_2 = FINE[duration_bucket_fine_2] if duration_bucket_fine_2 >= 0 else 0
+                        except IndexError:
+                            count_duration_index_2 = bucket_of(BOUNDS, seconds)
+                        try:
+                            count_duration_tally_2 = try_fail_histogram_2[count_duration_index_2]
+                        except KeyError:
+                            count_duration_tally_2 = try_fail_histogram_2.setdefault(count_duration_index_2, Tally())
+                        next(count_duration_tally_2)
+                        engine.free.append(1)
+                        if try_fail_counted_2 > engine.failure_limit or engine.settle_successes:
+                            engine.settle(SETTLE, FAILURE, call_admission, end, seconds, RUN)
+                    else:
+                        engine.settle(NOT_DONE, FAILURE, call_admission, end, seconds, RUN)
                 else:
-                    engine.settle(NOT_DONE, FAILURE, call_admission, end, seconds, RUN)
+                    engine.finish_slow(FAILURE, call_admission, end, seconds, RUN)
             else:
                 engine.finish(event, call_admission, end, seconds, BOTH if answered else RUN)
             if answered:
@@ -455,7 +477,7 @@ def sync_wrapper(name: str, fn: Callable[P, T], fallback: Fallback[T] | None) ->
             raise awaitable_refused(engine, value)
         end = clock()
         seconds = end - call_start
-        if seconds <= engine.timeout:
+        if seconds <= engine.plain_until:
             if call_admission is ADMITTED and end < engine.window_end:
                 next(engine.successes)
                 count_duration_histogram = engine.both_durations
@@ -475,11 +497,7 @@ def sync_wrapper(name: str, fn: Callable[P, T], fallback: Fallback[T] | None) ->
             else:
                 engine.settle_success(NOT_DONE, call_admission, end, seconds)
             return value
-        if fallback is None:
-            engine.finish(TIMEOUT, call_admission, end, seconds)
-            raise timeout_error(engine, None)
-        engine.finish(TIMEOUT, call_admission, end, seconds, RUN)
-        return fall_back(engine, timeout_error(engine, None), args, kwargs, fallback, call_start)
+        return settle_returned(engine, call_admission, value, call_start, end, seconds, args, kwargs, fallback)
 
     return wrapper
 
@@ -519,29 +537,39 @@ def work_in_thread(attempt: Attempt[Any]) -> Wake | None:
         attempt.event = NEVER_RAN
         core.withdraw(admission)
         return attempt.done.put
+    if event == SUCCESS and core.result_is_failure is not None:
+        failed = failed_result(core, attempt.value)
+        if failed is not None:
+            attempt.error = failed
+            event = attempt.event = FAILURE
     counts_run = not attempt.COUNTS_CALL or (
         event == FAILURE and attempt.falls_back and isinstance(attempt.error, Exception)
     )
-    if event == FAILURE:
+    if seconds >= core.slow_call_duration and event in (SUCCESS, FAILURE):
+        core.finish_slow(event, admission, end, seconds, RUN if counts_run else BOTH)
+    elif event == FAILURE:
         fail_kind = RUN if counts_run else BOTH
-        try_fail_histogram = core.both_durations if fail_kind == BOTH else core.run_durations
-        if admission is ADMITTED and end < core.window_end:
-            try_fail_counted = next(core.failures)
-            duration_bucket_fine = trunc(seconds * FINE_SCALE - EDGE)
-            try:
-                count_duration_index = FINE[duration_bucket_fine] if duration_bucket_fine >= 0 else 0
-            except IndexError:
-                count_duration_index = bucket_of(BOUNDS, seconds)
-            try:
-                count_duration_tally = try_fail_histogram[count_duration_index]
-            except KeyError:
-                count_duration_tally = try_fail_histogram.setdefault(count_duration_index, Tally())
-            next(count_duration_tally)
-            core.free.append(1)
-            if try_fail_counted > core.failure_limit or core.settle_successes:
-                core.settle(SETTLE, FAILURE, admission, end, seconds, fail_kind)
+        if seconds < core.slow_call_duration:
+            try_fail_histogram = core.both_durations if fail_kind == BOTH else core.run_durations
+            if admission is ADMITTED and end < core.window_end:
+                try_fail_counted = next(core.failures)
+                duration_bucket_fine = trunc(seconds * FINE_SCALE - EDGE)
+                try:
+                    count_duration_index = FINE[duration_bucket_fine] if duration_bucket_fine >= 0 else 0
+                except IndexError:
+                    count_duration_index = bucket_of(BOUNDS, seconds)
+                try:
+                    count_duration_tally = try_fail_histogram[count_duration_index]
+                except KeyError:
+                    count_duration_tally = try_fail_histogram.setdefault(count_duration_index, Tally())
+                next(count_duration_tally)
+                core.free.append(1)
+                if try_fail_counted > core.failure_limit or core.settle_successes:
+                    core.settle(SETTLE, FAILURE, admission, end, seconds, fail_kind)
+            else:
+                core.settle(NOT_DONE, FAILURE, admission, end, seconds, fail_kind)
         else:
-            core.settle(NOT_DONE, FAILURE, admission, end, seconds, fail_kind)
+            core.finish_slow(FAILURE, admission, end, seconds, fail_kind)
     elif counts_run:
         core.finish(event, admission, end, seconds, RUN)
     elif event == SUCCESS:
@@ -677,7 +705,7 @@ async def do_async(
             event = FAILURE
         answered = fallback is None or event == BAD_REQUEST or (not isinstance(error, Exception))
         kind = BOTH if answered else RUN
-        if event == FAILURE:
+        if event == FAILURE and seconds < core.slow_call_duration:
             try_fail_histogram = core.both_durations if answered else core.run_durations
             if admission is ADMITTED and end < core.window_end:
                 try_fail_counted = next(core.failures)
@@ -697,6 +725,9 @@ async def do_async(
                         await settle(core, core.settle, SETTLE, event, admission, end, seconds, kind)
             elif not core.settle(NOT_DONE, event, admission, end, seconds, kind, block=False):
                 await settle(core, core.settle, NOT_DONE, event, admission, end, seconds, kind)
+        elif event == FAILURE:
+            if not core.finish_slow(event, admission, end, seconds, kind, block=False):
+                await settle(core, core.finish_slow, event, admission, end, seconds, kind)
         elif not core.finish(event, admission, end, seconds, kind, block=False):
             await settle(core, core.finish, event, admission, end, seconds, kind)
         if answered:
@@ -708,7 +739,7 @@ async def do_async(
         return await fall_back_async(core, failure, (), {}, fallback, start)
     end = clock()
     seconds = end - start
-    if seconds <= timeout:
+    if seconds <= core.plain_until:
         if admission is ADMITTED and end < core.window_end:
             next(core.successes)
             count_duration_histogram = core.both_durations
@@ -729,13 +760,7 @@ async def do_async(
         elif not core.settle_success(NOT_DONE, admission, end, seconds, block=False):
             await settle(core, core.settle_success, NOT_DONE, admission, end, seconds)
         return value
-    if fallback is None:
-        if not core.finish(TIMEOUT, admission, end, seconds, BOTH, block=False):
-            await settle(core, core.finish, TIMEOUT, admission, end, seconds, BOTH)
-        raise timeout_error(core, None)
-    if not core.finish(TIMEOUT, admission, end, seconds, RUN, block=False):
-        await settle(core, core.finish, TIMEOUT, admission, end, seconds, RUN)
-    return await fall_back_async(core, timeout_error(core, None), (), {}, fallback, start)
+    return await settle_returned_async(core, admission, value, start, end, seconds, timeout, (), {}, fallback)
 
 
 def async_wrapper(
@@ -832,7 +857,7 @@ def async_wrapper(
                 event = FAILURE
             answered = fallback is None or event == BAD_REQUEST or (not isinstance(error, Exception))
             kind = BOTH if answered else RUN
-            if event == FAILURE:
+            if event == FAILURE and seconds < engine.slow_call_duration:
                 try_fail_histogram = engine.both_durations if answered else engine.run_durations
                 if admission is ADMITTED and end < engine.window_end:
                     try_fail_counted = next(engine.failures)
@@ -852,6 +877,9 @@ def async_wrapper(
                             await settle(engine, engine.settle, SETTLE, event, admission, end, seconds, kind)
                 elif not engine.settle(NOT_DONE, event, admission, end, seconds, kind, block=False):
                     await settle(engine, engine.settle, NOT_DONE, event, admission, end, seconds, kind)
+            elif event == FAILURE:
+                if not engine.finish_slow(event, admission, end, seconds, kind, block=False):
+                    await settle(engine, engine.finish_slow, event, admission, end, seconds, kind)
             elif not engine.finish(event, admission, end, seconds, kind, block=False):
                 await settle(engine, engine.finish, event, admission, end, seconds, kind)
             if answered:
@@ -863,7 +891,7 @@ def async_wrapper(
             return await fall_back_async(engine, failure, args, kwargs, fallback, start)
         end = clock()
         seconds = end - start
-        if seconds <= timeout:
+        if seconds <= engine.plain_until:
             if admission is ADMITTED and end < engine.window_end:
                 next(engine.successes)
                 count_duration_histogram = engine.both_durations
@@ -884,12 +912,8 @@ def async_wrapper(
             elif not engine.settle_success(NOT_DONE, admission, end, seconds, block=False):
                 await settle(engine, engine.settle_success, NOT_DONE, admission, end, seconds)
             return value
-        if fallback is None:
-            if not engine.finish(TIMEOUT, admission, end, seconds, BOTH, block=False):
-                await settle(engine, engine.finish, TIMEOUT, admission, end, seconds, BOTH)
-            raise timeout_error(engine, None)
-        if not engine.finish(TIMEOUT, admission, end, seconds, RUN, block=False):
-            await settle(engine, engine.finish, TIMEOUT, admission, end, seconds, RUN)
-        return await fall_back_async(engine, timeout_error(engine, None), args, kwargs, fallback, start)
+        return await settle_returned_async(
+            engine, admission, value, start, end, seconds, timeout, args, kwargs, fallback
+        )
 
     return wrapper

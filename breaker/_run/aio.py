@@ -27,16 +27,24 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast
 
 from breaker._core.engine import NO_LATENCY, Engine
-from breaker._core.errors import FallbackError
-from breaker._core.events import BAD_REQUEST, CANCELLED, FAILURE, FALLBACK_FAILURE, FALLBACK_SUCCESS, TIMEOUT
+from breaker._core.errors import FailedResultError, FallbackError
+from breaker._core.events import (
+    BAD_REQUEST,
+    CANCELLED,
+    FAILURE,
+    FALLBACK_FAILURE,
+    FALLBACK_SUCCESS,
+    SUCCESS,
+    TIMEOUT,
+)
 from breaker._core.inline import inline
 from breaker._core.latency import BOTH, RUN
 from breaker._core.lockfree import DONE, try_fail, try_succeed
-from breaker._core.outcome import ADMITTED, Admission, in_time, raised_event, refusal
+from breaker._core.outcome import ADMITTED, Admission, failed_result, in_time, raised_event, refusal
 
 from .answer import Args, Kwargs, timeout_error
 
-__all__ = ["NotAwaitable", "call_async", "fall_back_async"]
+__all__ = ["NotAwaitable", "call_async", "fall_back_async", "settle_returned_async"]
 
 T = TypeVar("T")
 
@@ -199,10 +207,13 @@ async def call_async(
         event = raised_event(error, seconds, timeout, core.ignored, expired)
         answered = fallback is None or event == BAD_REQUEST or not isinstance(error, Exception)  # no fallback runs
         kind = BOTH if answered else RUN
-        if event == FAILURE:
+        if event == FAILURE and seconds < core.slow_call_duration:
             stage = try_fail(core, admission, end, seconds, core.both_durations if answered else core.run_durations)
             if stage != DONE and not core.settle(stage, event, admission, end, seconds, kind, block=False):
                 await settle(core, core.settle, stage, event, admission, end, seconds, kind)
+        elif event == FAILURE:
+            if not core.finish_slow(event, admission, end, seconds, kind, block=False):
+                await settle(core, core.finish_slow, event, admission, end, seconds, kind)
         elif not core.finish(event, admission, end, seconds, kind, block=False):
             await settle(core, core.finish, event, admission, end, seconds, kind)
         if answered:
@@ -214,11 +225,55 @@ async def call_async(
         return await fall_back_async(core, failure, args, kwargs, fallback, start)
     end = clock()
     seconds = end - start
-    if in_time(seconds, timeout):
+    if seconds <= core.plain_until:  # in time, not slow, no result to judge: the plain success
         stage = try_succeed(core, admission, end, seconds)
         if stage != DONE and not core.settle_success(stage, admission, end, seconds, block=False):
             await settle(core, core.settle_success, stage, admission, end, seconds)
         return value
+    return await settle_returned_async(core, admission, value, start, end, seconds, timeout, args, kwargs, fallback)
+
+
+async def settle_returned_async(
+    core: Engine,
+    admission: Admission,
+    value: T,
+    start: float,
+    end: float,
+    seconds: float,
+    timeout: float,
+    args: Args,
+    kwargs: Kwargs,
+    fallback: Callable[..., Any] | None,
+) -> T:
+    """`breaker._run.caller.settle_returned` for an awaited run: after its timeout, or a value to judge."""
+    if in_time(seconds, timeout):
+        error = failed_result(core, value)
+        slow = seconds >= core.slow_call_duration
+        if error is None:
+            if slow:
+                if not core.finish_slow(SUCCESS, admission, end, seconds, BOTH, block=False):
+                    await settle(core, core.finish_slow, SUCCESS, admission, end, seconds, BOTH)
+                return value
+            stage = try_succeed(core, admission, end, seconds)
+            if stage != DONE and not core.settle_success(stage, admission, end, seconds, block=False):
+                await settle(core, core.settle_success, stage, admission, end, seconds)
+            return value
+        answered = fallback is None or not isinstance(error, Exception)  # no fallback runs
+        kind = BOTH if answered else RUN
+        if slow:
+            if not core.finish_slow(FAILURE, admission, end, seconds, kind, block=False):
+                await settle(core, core.finish_slow, FAILURE, admission, end, seconds, kind)
+        else:
+            stage = try_fail(core, admission, end, seconds, core.both_durations if answered else core.run_durations)
+            if stage != DONE and not core.settle(stage, FAILURE, admission, end, seconds, kind, block=False):
+                await settle(core, core.settle, stage, FAILURE, admission, end, seconds, kind)
+        if not answered:
+            assert fallback is not None
+            answer: T = await fall_back_async(core, error, args, kwargs, fallback, start)
+            return answer
+        if isinstance(error, FailedResultError):
+            return value  # a failed result, and no fallback: the caller gets the result unchanged
+        raise error
     # It returned after its timeout (it did not give way to its cancellation): a timeout, its value discarded.
     if fallback is None:
         if not core.finish(TIMEOUT, admission, end, seconds, BOTH, block=False):

@@ -12,14 +12,15 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from breaker._core.engine import Engine
-from breaker._core.events import BAD_REQUEST, FAILURE, TIMEOUT
+from breaker._core.errors import FailedResultError
+from breaker._core.events import BAD_REQUEST, FAILURE, SUCCESS, TIMEOUT
 from breaker._core.inline import inline
 from breaker._core.latency import BOTH, RUN
-from breaker._core.outcome import ADMITTED, in_time, raised_event, refusal
+from breaker._core.outcome import ADMITTED, Admission, failed_result, in_time, raised_event, refusal
 
 from .answer import AWAITABLES, Args, Fallback, Kwargs, awaitable_refused, fall_back, timeout_error
 
-__all__ = ["call"]
+__all__ = ["call", "settle_returned"]
 
 T = TypeVar("T")
 
@@ -59,12 +60,43 @@ def call(core: Engine, fn: Callable[..., T], args: Args, kwargs: Kwargs, fallbac
         raise awaitable_refused(core, value)
     end = clock()
     seconds = end - start
-    if in_time(seconds, core.timeout):
+    if seconds <= core.plain_until:  # in time, not slow, no result to judge: the plain success
         core.succeed(admission, end, seconds)
         return value
-    # It returned, after its timeout: a timeout, and its value is discarded.
-    if fallback is None:
-        core.finish(TIMEOUT, admission, end, seconds)
-        raise timeout_error(core, None)
-    core.finish(TIMEOUT, admission, end, seconds, RUN)
-    return fall_back(core, timeout_error(core, None), args, kwargs, fallback, start)
+    return settle_returned(core, admission, value, start, end, seconds, args, kwargs, fallback)
+
+
+def settle_returned(
+    core: Engine,
+    admission: Admission,
+    value: T,
+    start: float,
+    end: float,
+    seconds: float,
+    args: Args,
+    kwargs: Kwargs,
+    fallback: Fallback[T] | None,
+) -> T:
+    """Answer a run that returned ``value`` after ``seconds``, but not plainly: after its timeout (a timeout, its
+    value discarded), slow (``slow`` counted beside its event), or with a value ``result_is_failure`` judges."""
+    if not in_time(seconds, core.timeout):
+        if fallback is None:
+            core.finish(TIMEOUT, admission, end, seconds)
+            raise timeout_error(core, None)
+        core.finish(TIMEOUT, admission, end, seconds, RUN)
+        return fall_back(core, timeout_error(core, None), args, kwargs, fallback, start)
+    error = failed_result(core, value)
+    if error is None:
+        if seconds < core.slow_call_duration:
+            core.succeed(admission, end, seconds)
+        else:
+            core.finish_slow(SUCCESS, admission, end, seconds)
+        return value
+    answered = fallback is None or not isinstance(error, Exception)  # no fallback runs
+    core.fail(admission, end, seconds, BOTH if answered else RUN)
+    if not answered:
+        assert fallback is not None
+        return fall_back(core, error, args, kwargs, fallback, start)
+    if isinstance(error, FailedResultError):
+        return value  # a failed result, and no fallback: the caller gets the result unchanged
+    raise error

@@ -27,11 +27,12 @@ from concurrent.futures import Future
 from typing import Any, Generic, TypeVar
 
 from breaker._core.engine import Engine
+from breaker._core.errors import FailedResultError
 from breaker._core.events import FAILURE, SUCCESS
 from breaker._core.inline import inline
 from breaker._core.latency import BOTH, RUN
 from breaker._core.lockfree import claim
-from breaker._core.outcome import ADMITTED, Admission, raised_event, refusal
+from breaker._core.outcome import ADMITTED, Admission, failed_result, raised_event, refusal
 
 from .answer import AWAITABLES, Args, Fallback, Kwargs, awaitable_refused, fall_back, timeout_error
 from .workers import Timer, Wake, Work, WorkerPool
@@ -97,6 +98,8 @@ class Attempt(Generic[T]):  # Generic costs nothing per instance: it defines no 
             if self.event == FAILURE and fallback is not None and isinstance(error, Exception):
                 start = self.core.clock() - self.ran  # the whole call: the run, then the fallback (no hand-off)
                 return fall_back(self.core, error, args, kwargs, fallback, start if self.COUNTS_CALL else None)
+            if error.__class__ is FailedResultError:
+                return self.value  # a failed result, and no fallback: the caller gets the result unchanged
             raise error  # the run's own exception, unchanged: a bad request, or no fallback
         finally:
             del error  # no frame -> traceback -> error cycle
@@ -130,10 +133,17 @@ def run_attempt(attempt: Attempt[Any]) -> Wake | None:
         attempt.event = NEVER_RAN
         core.withdraw(admission)
         return attempt.done.put
+    if event == SUCCESS and core.result_is_failure is not None:  # judged here, outside every lock
+        failed = failed_result(core, attempt.value)
+        if failed is not None:
+            attempt.error = failed
+            event = attempt.event = FAILURE
     counts_run = not attempt.COUNTS_CALL or (
         event == FAILURE and attempt.falls_back and isinstance(attempt.error, Exception)
     )
-    if event == FAILURE:
+    if seconds >= core.slow_call_duration and event in (SUCCESS, FAILURE):
+        core.finish_slow(event, admission, end, seconds, RUN if counts_run else BOTH)
+    elif event == FAILURE:
         core.fail(admission, end, seconds, RUN if counts_run else BOTH)
     elif counts_run:
         core.finish(event, admission, end, seconds, RUN)

@@ -294,7 +294,8 @@ def test_cumulative_counts_are_exact_and_monotonic_across_bucket_turnover_and_sk
     )
     scenario.play(500)
     every = scenario.tally.counts
-    assert all(every[e] > 0 for e in EVENT_NAMES if e != "short-circuit"), f"not every event happened: {every}"
+    unseen = ("short-circuit", "slow")  # no slow_call_duration here: a run is never slow
+    assert all(every[e] > 0 for e in EVENT_NAMES if e not in unseen), f"not every event happened: {every}"
 
 
 @pytest.mark.parametrize("seed", [4, 5, 6])

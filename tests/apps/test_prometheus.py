@@ -44,6 +44,7 @@ EVENTS = (
     "fallback-success",
     "fallback-failure",
     "cancelled",
+    "slow",
 )
 LES = ("0.005", "0.01", "0.025", "0.05", "0.075", "0.1", "0.25", "0.5", "0.75", "1.0", "2.5", "5.0", "7.5", "10.0")
 FAMILIES = {
@@ -206,7 +207,7 @@ def test_families_have_the_contract_names_types_and_help(registry: prometheus_cl
 
 
 def test_a_new_circuit_exposes_every_series_at_zero(registry: prometheus_client.CollectorRegistry) -> None:
-    """A circuit that saw no call: all five states (closed 1), nine event counters, 15 buckets and 3 gauges, exactly."""
+    """A circuit that saw no call: all five states (closed 1), ten event counters, 15 buckets and 3 gauges, exactly."""
     breaker.get_circuit(NAME)
     labels = (("name", NAME),)
     expected: Samples = {
@@ -297,9 +298,16 @@ def test_calls_total_counts_every_event_exactly(
     clock: FakeClock, registry: prometheus_client.CollectorRegistry
 ) -> None:
     """breaker_calls_total has one series per event, each the exact number of such calls."""
-    configure(request_volume_threshold=1000, timeout=1.0, max_concurrent_requests=1, ignored_exceptions=(BadInput,))
+    configure(
+        request_volume_threshold=1000,
+        timeout=1.0,
+        max_concurrent_requests=1,
+        ignored_exceptions=(BadInput,),
+        slow_call_duration=0.5,
+    )
     for _ in range(3):
         breaker.do(NAME, ok)  # success x3
+    assert breaker.do(NAME, taking(clock, 0.75)) == "ok"  # success, and slow
     for _ in range(2):
         breaker.do(NAME, fail, lambda e: "fallback")  # failure x2, fallback-success x2
     with pytest.raises(BadInput):
@@ -329,7 +337,7 @@ def test_calls_total_counts_every_event_exactly(
         with pytest.raises(CircuitOpenError):
             breaker.do(NAME, ok)  # short-circuit x2
     assert calls(scrape(registry)) == {
-        "success": 4,
+        "success": 5,
         "failure": 2,
         "timeout": 1,
         "short-circuit": 2,
@@ -338,6 +346,7 @@ def test_calls_total_counts_every_event_exactly(
         "fallback-success": 3,
         "fallback-failure": 1,
         "cancelled": 1,
+        "slow": 1,
     }
 
 
