@@ -247,7 +247,7 @@ class Registry:
 
     def _change(self, defaults: CommandConfig | None, configs: dict[str, CommandConfig]) -> None:
         """Lay ``configs`` (checked) over the commands' configs and, unless None, make ``defaults`` the global
-        defaults; resolve every settings that changes, then apply them to the live circuits (undone if that fails)."""
+        defaults; resolve every `Settings` that changes, then apply them to the live circuits (undone if that fails)."""
         with self._configuring:  # one change at a time, in order (see __init__)
             with self._lock:  # settings and circuits change together; nothing changes unless all resolve
                 before = self._snapshot()
