@@ -16,6 +16,7 @@ from ._api import (
     configure_command,
     configure_defaults,
     configure_fleet,
+    configure_from,
     do,
     do_async,
     flush,
@@ -43,6 +44,7 @@ from ._core.metrics import CallResult, Collector, CollectorFactory
 from ._core.settings import UNSET, CommandConfig, Settings
 from ._core.statistics import CircuitStatistics, FleetView
 from ._decorator import command
+from ._loading import ConfigError
 
 __all__ = [
     "BOUNDS",
@@ -57,6 +59,7 @@ __all__ = [
     "CollectorFactory",
     "CommandConfig",
     "CommandTimeoutError",
+    "ConfigError",
     "Event",
     "FailedResultError",
     "FallbackError",
@@ -72,6 +75,7 @@ __all__ = [
     "configure_command",
     "configure_defaults",
     "configure_fleet",
+    "configure_from",
     "do",
     "do_async",
     "flush",

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, TypeVar
 
-from . import _registry
+from . import _loading, _registry
 from ._core.circuit import Circuit
 from ._core.metrics import CollectorFactory
 from ._core.settings import CommandConfig, Settings
@@ -23,6 +23,7 @@ __all__ = [
     "configure_command",
     "configure_defaults",
     "configure_fleet",
+    "configure_from",
     "do",
     "do_async",
     "flush",
@@ -62,6 +63,35 @@ def configure_defaults(config: CommandConfig) -> None:
     Commands inherit them for every field their own config leaves unset; live circuits apply them at once.
     """
     _registry.current.configure_defaults(config)
+
+
+def configure_from(source: Mapping[str, object]) -> None:
+    """Configure from plain data, as ``tomllib``, a YAML loader or ``os.environ`` give it: all or nothing.
+
+    ``source`` is ``{"defaults": {field: value}, "commands": {name: {field: value}}}``, each key optional.
+    ``"defaults"`` replaces the global defaults as `configure_defaults` does; each command's table replaces that
+    command's config as `configure` does (other commands keep theirs). Both apply as one change, live circuits
+    included: either everything is applied or nothing is.
+
+    Values may be strs, as a file or the environment gives them: durations as seconds or with a unit
+    (``"250ms"``, ``"1.5s"``, ``"2m"``), whole numbers as ``10``, ``10.0``, ``"10"`` or ``"10.0"``, ``"inf"``
+    where a field allows ``math.inf``, flags as ``true``/``false``, ``yes``/``no``, ``on``/``off``, ``1``/``0``,
+    ``ignored_exceptions`` and ``result_is_failure`` as import paths (``"ValueError"``, ``"json.JSONDecodeError"``,
+    ``"myapp.checks:is_error"``), which are imported.
+
+    Args:
+        source: The configuration, a mapping of plain values.
+
+    Raises:
+        TypeError: ``source`` is not a mapping.
+        ConfigError: Anything in it is wrong (a ValueError): every problem is listed with its path
+            (``commands.payments.timeout``); nothing was applied.
+        Exception: Whatever applying to a live circuit raised (the registry's clock): the change was undone.
+    """
+    registry = _registry.current
+    defaults, commands = _loading.load(source, registry.default_settings)
+    if defaults is not None or commands:
+        registry.configure_all(defaults, commands)
 
 
 def reset_defaults() -> None:

@@ -7,13 +7,14 @@ creation and configuration take the registry's lock.
 Command names are checked (`check_name`) before anything is looked up or counted: a str (a str subclass is taken as
 its plain text), not empty, encodable as UTF-8.
 
-A configuration change (`Registry.configure`, `Registry.configure_defaults`) is all or nothing, live circuits
-included. Every new `Settings` is resolved, so checked whole, before anything changes; settings that pass can be
-applied to any live circuit (their bounds keep the tickets and window buckets a circuit makes small, and its
-arithmetic exact), so `Engine.configure` refuses nothing. What can still fail while the circuits apply them is
-what they read: the registry's clock (a user's, through `breaker.testing`), or memory. Then the change is undone:
-the registry's configuration goes back to what it was and the circuits that took the new settings take the old
-ones again, and the error propagates. Changes apply one at a time, in the order they were made.
+A configuration change (`Registry.configure`, `Registry.configure_defaults`, or both at once:
+`Registry.configure_all`) is all or nothing, live circuits included. Every new `Settings` is resolved, so checked
+whole, before anything changes; settings that pass can be applied to any live circuit (their bounds keep the tickets
+and window buckets a circuit makes small, and its arithmetic exact), so `Engine.configure` refuses nothing. What can
+still fail while the circuits apply them is what they read: the registry's clock (a user's, through
+`breaker.testing`), or memory. Then the change is undone: the registry's configuration goes back to what it was and
+the circuits that took the new settings take the old ones again, and the error propagates. Changes apply one at a
+time, in the order they were made.
 """
 
 from __future__ import annotations
@@ -60,6 +61,21 @@ def check_config(config: object, what: str) -> CommandConfig:
     if not (isinstance(config, CommandConfig) and issubclass(type(config), CommandConfig)):  # the type checker's, ours
         raise TypeError(f"{what} must be a breaker.CommandConfig, got {type(config).__name__} {show(config)}")
     return config
+
+
+def checked_configs(configs: object, what: str) -> dict[str, CommandConfig]:
+    """``configs`` as a dict of checked command names to checked `CommandConfig` objects.
+
+    Raises:
+        TypeError, ValueError: It is not a mapping, or a name or config is bad (naming it).
+    """
+    if not isinstance(configs, Mapping):
+        raise TypeError(f"{what} takes a mapping of command name to CommandConfig, got {type(configs).__name__}")
+    checked: dict[str, CommandConfig] = {}
+    for key, config in configs.items():
+        name = check_name(key)
+        checked[name] = check_config(config, f"the config of {name!r}")
+    return checked
 
 
 def resolve(config: CommandConfig, base: Settings) -> Settings:
@@ -199,6 +215,11 @@ class Registry:
             settings = self._default_settings if config is None else resolve(config, self._default_settings)
         return settings
 
+    @property
+    def default_settings(self) -> Settings:
+        """The settings a command with no config of its own resolves to (the global defaults)."""
+        return self._default_settings
+
     def configure(self, configs: Mapping[str, CommandConfig]) -> None:
         """Set the config of each command of ``configs``: all or nothing, live circuits included.
 
@@ -206,35 +227,44 @@ class Registry:
             TypeError, ValueError: A bad name or config, or settings that do not fit together (nothing changed).
             Exception: Whatever applying to a live circuit raised (the registry's clock): the change was undone.
         """
-        if not isinstance(configs, Mapping):
-            raise TypeError(
-                f"configure() takes a mapping of command name to CommandConfig, got {type(configs).__name__}"
-            )
-        checked: dict[str, CommandConfig] = {}
-        for key, config in configs.items():
-            name = check_name(key)
-            checked[name] = check_config(config, f"the config of {name!r}")
-        with self._configuring:  # one change at a time, in order (see __init__)
-            with self._lock:  # settings and circuits change together; nothing changes unless all resolve
-                before = self._snapshot()
-                resolved = {name: resolve(config, self._default_settings) for name, config in checked.items()}
-                self._configs = {**self._configs, **checked}
-                self._settings = {**self._settings, **resolved}
-                changed = [(engine, resolved[name]) for name, engine in self.engines.items() if name in resolved]
-            self._apply(changed, before)
+        self._change(None, checked_configs(configs, "configure()"))
 
     def configure_defaults(self, config: CommandConfig) -> None:
         """Make ``config`` the global defaults: all or nothing, live circuits included (see `configure`)."""
-        check_config(config, "configure_defaults() argument")
+        self._change(check_config(config, "configure_defaults() argument"), {})
+
+    def configure_all(self, defaults: CommandConfig | None, configs: Mapping[str, CommandConfig]) -> None:
+        """`configure_defaults` (unless ``defaults`` is None) and `configure` as one change: both or neither, live
+        circuits included. The commands' configs resolve over the new defaults.
+
+        Raises:
+            TypeError, ValueError: A bad name or config, or settings that do not fit together (nothing changed).
+            Exception: Whatever applying to a live circuit raised (the registry's clock): the change was undone.
+        """
+        if defaults is not None:
+            check_config(defaults, "the defaults")
+        self._change(defaults, checked_configs(configs, "configure_all()"))
+
+    def _change(self, defaults: CommandConfig | None, configs: dict[str, CommandConfig]) -> None:
+        """Lay ``configs`` (checked) over the commands' configs and, unless None, make ``defaults`` the global
+        defaults; resolve every `Settings` that changes, then apply them to the live circuits (undone if that fails)."""
         with self._configuring:  # one change at a time, in order (see __init__)
             with self._lock:  # settings and circuits change together; nothing changes unless all resolve
                 before = self._snapshot()
-                defaults = resolve(config, BUILTIN)
-                settings = {name: resolve(c, defaults) for name, c in self._configs.items()}
-                self._defaults = config
-                self._default_settings = defaults
+                merged = {**self._configs, **configs}
+                if defaults is None:  # the defaults stay: only the named commands resolve again
+                    default_settings = self._default_settings
+                    resolved = {name: resolve(config, default_settings) for name, config in configs.items()}
+                    settings = {**self._settings, **resolved}
+                    changed = [(engine, resolved[name]) for name, engine in self.engines.items() if name in resolved]
+                else:  # new defaults: every configured command resolves again, and every circuit may change
+                    default_settings = resolve(defaults, BUILTIN)
+                    settings = {name: resolve(config, default_settings) for name, config in merged.items()}
+                    changed = [(e, settings.get(e.name, default_settings)) for e in self.engines.values()]
+                    self._defaults = defaults
+                self._default_settings = default_settings
+                self._configs = merged
                 self._settings = settings
-                changed = [(e, settings.get(e.name, defaults)) for e in self.engines.values()]
             self._apply(changed, before)
 
     def _snapshot(self) -> tuple[CommandConfig, Settings, dict[str, CommandConfig], dict[str, Settings]]:

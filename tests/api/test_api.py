@@ -69,12 +69,11 @@ def release() -> Iterator[threading.Event]:
 # fmt: off
 EXPECTED_ALL = [  # sorted
     "BOUNDS", "CallResult", "Circuit", "CircuitError", "CircuitOpenError", "CircuitStatistics", "Collector",
-    "CollectorFactory", "CommandConfig", "CommandTimeoutError", "Event", "FailedResultError", "FallbackError",
-    "FleetView", "Histogram",
-    "LatencyStatistics", "MaxConcurrencyError", "PERCENTILES", "Settings", "State", "UNSET", "circuits", "command",
-    "configure", "configure_command", "configure_defaults", "configure_fleet", "do", "do_async", "flush",
-    "get_circuit", "get_settings", "go", "on_state_change", "register_collector", "remove_state_listener",
-    "reset_defaults",
+    "CollectorFactory", "CommandConfig", "CommandTimeoutError", "ConfigError", "Event", "FailedResultError",
+    "FallbackError", "FleetView", "Histogram", "LatencyStatistics", "MaxConcurrencyError", "PERCENTILES", "Settings",
+    "State", "UNSET", "circuits", "command", "configure", "configure_command", "configure_defaults",
+    "configure_fleet", "configure_from", "do", "do_async", "flush", "get_circuit", "get_settings", "go",
+    "on_state_change", "register_collector", "remove_state_listener", "reset_defaults",
 ]
 # fmt: on
 

@@ -99,6 +99,23 @@ CHANGES: list[object] = [
         ),
         id="configure_defaults",
     ),
+    pytest.param(
+        lambda: breaker.configure_from(
+            {
+                "defaults": {"sleep_window": "7s", "force_open": "true"},
+                "commands": {
+                    name: {
+                        "isolation": "caller",
+                        "max_concurrent_requests": "20.0",
+                        "rolling_window": "30s",
+                        "rolling_buckets": 30,
+                    }
+                    for name in NAMES
+                },
+            }
+        ),
+        id="configure_from",
+    ),
 ]
 
 
