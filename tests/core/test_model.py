@@ -31,7 +31,8 @@ import breaker
 from breaker import State
 from breaker._core.circuit import Circuit
 from breaker._core.engine import Engine
-from breaker._core.events import BAD_REQUEST, EVENTS, FAILURE, REJECTED, SHORT_CIRCUIT, SUCCESS, TIMEOUT
+from breaker._core.latency import BOTH
+from breaker._core.events import BAD_REQUEST, EVENTS, FAILURE, REJECTED, SHORT_CIRCUIT, SLOW, SUCCESS, TIMEOUT
 from breaker._core.outcome import ADMITTED, REJECTED_CALL, SHORT_CIRCUITED, Admission, Probe
 from breaker._core.settings import BUILTIN, Settings
 from breaker.testing import FakeClock
@@ -58,18 +59,22 @@ TICKETS = st.sampled_from([1, 2, 3, 5, math.inf])
 #: Gradual recovery: successful probes needed to close, the sleep window's growth per failed probe, and its cap as
 #: a multiple of the sleep window (powers of two keep every time exact).
 PROBES = st.sampled_from([1, 1, 2, 3])
+#: The slow-call rule's threshold (100: only a window of slow calls trips it).
+SLOW_THRESHOLDS = st.sampled_from([100, 50, 34, 1])
 MULTIPLIERS = st.sampled_from([1.0, 1.0, 2.0])
 CAPS = st.sampled_from([math.inf, 1.0, 2.0, 8.0])
 #: (force_open, force_closed), mostly unforced.
 FORCES = st.sampled_from([(False, False)] * 4 + [(True, False), (False, True)])
 OUTCOMES = st.sampled_from([SUCCESS, FAILURE, TIMEOUT, BAD_REQUEST])
+#: Whether a success or failure ran at least slow_call_duration (mostly not).
+SLOWS = st.sampled_from([False, False, False, True])
 PATHS = st.sampled_from(["enter", "locked"])
 #: How far `advance` moves the clock; the targets of the state machine's own boundaries come up more often.
 STEPS = st.sampled_from(
     ["quarters", "next-boundary", "bucket", "sleep", "window", "long"] + ["sleep-end", "deadline", "past-deadline"] * 2
 )
 #: The event slots a call can end in here; statistics().counts must hold every other event name at 0.
-COUNTED = (SUCCESS, FAILURE, TIMEOUT, SHORT_CIRCUIT, REJECTED, BAD_REQUEST)
+COUNTED = (SUCCESS, FAILURE, TIMEOUT, SHORT_CIRCUIT, REJECTED, BAD_REQUEST, SLOW)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +91,7 @@ class Config:
     probes: int = 1
     multiplier: float = 1.0
     cap: float = math.inf  # max_sleep_window, as a multiple of sleep
+    slow_threshold: float = 100
 
     @property
     def max_sleep(self) -> float:
@@ -95,7 +101,9 @@ class Config:
 def configs() -> st.SearchStrategy[Config]:
     """Random valid settings."""
     return st.builds(
-        lambda v, t, s, o, m, f, p, g, c: Config(v, t, s, o, m, f[0], f[1], probes=p, multiplier=g, cap=c),
+        lambda v, t, s, o, m, f, p, g, c, w: Config(
+            v, t, s, o, m, f[0], f[1], probes=p, multiplier=g, cap=c, slow_threshold=w
+        ),
         VOLUMES,
         THRESHOLDS,
         SLEEPS,
@@ -105,6 +113,7 @@ def configs() -> st.SearchStrategy[Config]:
         PROBES,
         MULTIPLIERS,
         CAPS,
+        SLOW_THRESHOLDS,
     )
 
 
@@ -121,6 +130,8 @@ def resolve(config: Config, window: float, buckets: int) -> Settings:
         probes_to_close=config.probes,
         sleep_window_multiplier=config.multiplier,
         max_sleep_window=config.max_sleep,
+        slow_call_duration=1.0,  # the drivers judge durations; here a call is slow when the step says so
+        slow_call_percent_threshold=config.slow_threshold,
         rolling_window=window,
         rolling_buckets=buckets,
         isolation="caller",
@@ -252,8 +263,12 @@ class Model:
         """The trip rule, applied when an outcome is recorded."""
         if self.state is not CLOSED or self.config.force_closed:
             return
-        requests, errors = self.health(self.window())
-        if requests >= self.config.volume and rounded_percentage(errors, requests) >= self.config.threshold:
+        counts = self.window()
+        requests, errors = self.health(counts)
+        if requests >= self.config.volume and (
+            rounded_percentage(errors, requests) >= self.config.threshold
+            or rounded_percentage(counts[SLOW], requests) >= self.config.slow_threshold
+        ):
             self.reopen()
 
     def admit(self) -> int:
@@ -282,13 +297,16 @@ class Model:
                 self.probe_failed()  # the probe outlived its timeout without reporting
         return code
 
-    def complete(self, slot: int, probe: int) -> None:
-        """An admitted call ends with ``slot`` and gives its ticket back."""
+    def complete(self, slot: int, probe: int, slow: bool = False) -> None:
+        """An admitted call ends with ``slot`` (and ``slow``, for a success or failure that ran long) and gives its
+        ticket back. A slow probe failed."""
         self.held -= 1
         self.count(slot)
+        if slow:
+            self.count(SLOW)
         if probe and probe == self.probe_id and self.probe_in_flight:
             self.probe_in_flight = False
-            if slot == SUCCESS:
+            if slot == SUCCESS and not slow:
                 self.good_probes += 1
                 if self.good_probes >= self.config.probes:  # else half-open still: the next call probes
                     self.move(CLOSED)
@@ -381,28 +399,34 @@ class CircuitMachine(RuleBasedStateMachine):
         assert got == ("probe" if expected > 0 else expected), f"admission: engine {admission}, model {expected}"
         return None if admission.refused else Call(max(expected, 0), admission)
 
-    @rule(call=consumes(calls), slot=OUTCOMES, hot=st.booleans())
-    def complete(self, call: Call, slot: int, hot: bool) -> None:
+    @rule(call=consumes(calls), slot=OUTCOMES, hot=st.booleans(), slow=SLOWS)
+    def complete(self, call: Call, slot: int, hot: bool, slow: bool) -> None:
         """An in-flight call ends; a success may take the drivers' path, lock-free when it can."""
-        self.finish(call, slot, hot)
+        self.finish(call, slot, hot, slow)
 
-    @rule(batch=st.lists(st.tuples(PATHS, OUTCOMES, st.booleans()), min_size=1, max_size=4))
-    def burst(self, batch: list[tuple[str, int, bool]]) -> None:
+    @rule(batch=st.lists(st.tuples(PATHS, OUTCOMES, st.booleans(), SLOWS), min_size=1, max_size=4))
+    def burst(self, batch: list[tuple[str, int, bool, bool]]) -> None:
         """Whole calls at one instant with no query between them (queries read the lock-free counters)."""
-        for path, slot, hot in batch:
+        for path, slot, hot, slow in batch:
             call = self.arrive(path)
             if call is not None:
-                self.finish(call, slot, hot)
+                self.finish(call, slot, hot, slow)
 
-    def finish(self, call: Call, slot: int, hot: bool) -> None:
-        """End ``call`` with ``slot``, in the engine and in the model. A ``hot`` success takes the drivers' path
-        (`Engine.succeed`: lock-free for an ordinary call in the current bucket); the rest, `Engine.finish`."""
+    def finish(self, call: Call, slot: int, hot: bool, slow: bool = False) -> None:
+        """End ``call`` with ``slot``, in the engine and in the model. A ``hot`` success or failure takes the
+        drivers' path (`Engine.succeed`, `Engine.fail`: lock-free for an ordinary call in the current bucket); a
+        ``slow`` success or failure, `Engine.finish_slow`; the rest, `Engine.finish`."""
         now = self.clock()
-        if hot and slot == SUCCESS:
+        slow = slow and slot in (SUCCESS, FAILURE)
+        if slow:
+            self.engine.finish_slow(slot, call.admission, now, 2.0)
+        elif hot and slot == SUCCESS:
             self.engine.succeed(call.admission, now, 0.0)
+        elif hot and slot == FAILURE:
+            self.engine.fail(call.admission, now, 0.0, BOTH)
         else:
             self.engine.finish(slot, call.admission, now, 0.0)
-        self.model.complete(slot, call.probe)
+        self.model.complete(slot, call.probe, slow)
 
     @rule(config=configs())
     def reconfigure(self, config: Config) -> None:
