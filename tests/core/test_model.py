@@ -31,8 +31,8 @@ import breaker
 from breaker import State
 from breaker._core.circuit import Circuit
 from breaker._core.engine import Engine
-from breaker._core.latency import BOTH
 from breaker._core.events import BAD_REQUEST, EVENTS, FAILURE, REJECTED, SHORT_CIRCUIT, SLOW, SUCCESS, TIMEOUT
+from breaker._core.latency import BOTH
 from breaker._core.outcome import ADMITTED, REJECTED_CALL, SHORT_CIRCUITED, Admission, Probe
 from breaker._core.settings import BUILTIN, Settings
 from breaker.testing import FakeClock
