@@ -19,8 +19,10 @@ Metrics, each labelled with the command ``name``:
   ``open``, ``half_open``, ``forced_open`` and ``forced_closed``.
 - ``breaker_calls_total{name,event}`` (counter): calls by event since the circuit was created, for every event
   (``success``, ``failure``, ``timeout``, ``short-circuit``, ``rejected``, ``bad-request``, ``fallback-success``,
-  ``fallback-failure``, ``cancelled``). A circuit's counts survive its rolling window, its closing and its
-  reconfiguration; `breaker.flush` starts them again from zero (a counter reset, which ``rate()`` handles).
+  ``fallback-failure``, ``cancelled``, and ``slow``: the successes and failures whose run took at least
+  ``slow_call_duration``, counted under their own event too). A circuit's counts survive its rolling window, its
+  closing and its reconfiguration; `breaker.flush` starts them again from zero (a counter reset, which ``rate()``
+  handles).
 - ``breaker_call_duration_seconds{name}`` (histogram): how long the runs took, for calls whose run started. Bucket
   counts are exact; ``_sum`` is estimated from the middle of each duration's bucket (within 8%).
 - ``breaker_concurrent_calls{name}`` (gauge): tickets held, abandoned runs included.

@@ -15,8 +15,10 @@ Metrics, for a command ``name`` (``prefix.`` in front when a prefix is set), as 
 
 - counters (``|c``): ``name.attempts``, ``.errors``, ``.successes``, ``.failures``, ``.rejects``,
   ``.shortCircuits``, ``.timeouts``, ``.fallbackSuccesses``, ``.fallbackFailures``, and, for the events hystrix-go
-  does not have, ``.badRequests`` and ``.cancelled`` (each name is the `breaker.CallResult` field in camelCase). A
-  count of 0 is not sent. Counters are summed per flush: 40 successes in one interval are one line,
+  does not have, ``.badRequests``, ``.cancelled`` and ``.slow`` (each name is the `breaker.CallResult` field in
+  camelCase). ``.slow`` counts the successes and failures whose run took at least the command's
+  ``slow_call_duration`` (`breaker.CallResult.slow`); they are in ``.successes`` or ``.failures`` too. A count of 0
+  is not sent. Counters are summed per flush: 40 successes in one interval are one line,
   ``name.successes:40|c``.
 - timings (``|ms``), one line per call: ``name.totalDuration`` and ``name.runDuration`` in milliseconds, and
   ``name.concurrencyInUse``, the tickets in use as a whole percentage (0 to 100), sent as a timing as hystrix-go
@@ -106,6 +108,7 @@ _COUNTERS: tuple[tuple[str, str], ...] = (
     ("fallbackFailures", "fallback_failures"),
     ("badRequests", "bad_requests"),
     ("cancelled", "cancelled"),
+    ("slow", "slow"),
 )
 #: Calls whose run never started: they send no ``runDuration``.
 _NEVER_RAN = frozenset({Event.SHORT_CIRCUIT, Event.REJECTED})

@@ -54,7 +54,7 @@ from .notify import TransitionQueue
 from .outcome import UNDECIDED, Admission
 from .rolling import RollingWindow
 from .settings import Settings
-from .statistics import CircuitStatistics, FleetView
+from .statistics import CircuitStatistics, FleetView, isolation_of
 
 if TYPE_CHECKING:
     from .circuit import Circuit
@@ -85,6 +85,8 @@ class Engine:
         "abandoned",
         "admits_on_ticket",
         "both_durations",
+        "called_async",
+        "called_sync",
         "circuit",
         "clock",
         "collectors",
@@ -163,6 +165,10 @@ class Engine:
         self.pool: Pool | None = None
         #: What observes each call (`breaker.register_collector`); replaced whole, never mutated.
         self.collectors: tuple[Collector, ...] = ()
+        #: Whether a sync / an async call has come through this circuit (`statistics().isolation`). Set by the entry
+        #: points, once, from False to True: a plain attribute write (A3), which nothing else is derived from.
+        self.called_sync = False
+        self.called_async = False
         self._apply(settings)
         self.settle_successes = False  # a new circuit has nothing to settle: no error, no ticket owed
         self.failure_limit = -1  # until health is first evaluated, every failure evaluates it
@@ -284,6 +290,7 @@ class Engine:
             settings = self.settings
             state = self.machine.visible
             fleet = self.fleet
+        isolation = isolation_of(settings.isolation, self.called_sync, self.called_async)
         errors = totals[FAILURE] + totals[TIMEOUT] + totals[REJECTED]
         requests = errors + totals[SUCCESS]
         return CircuitStatistics(
@@ -303,6 +310,7 @@ class Engine:
             run_durations=run_durations,
             total_durations=total_durations,
             settings=settings,
+            isolation=isolation,
             fleet=fleet,
         )
 

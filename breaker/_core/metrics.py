@@ -28,6 +28,9 @@ class CallResult:
         run_duration: Seconds the run took (so far, for a run abandoned at its timeout); 0.0 if it never ran.
         concurrency_in_use: Tickets held as the run started (its own included) over ``max_concurrent_requests``;
             for a call that did not run, as it was refused; 0.0 with no ticket limit.
+        slow: Whether the call is also a ``slow`` event: a success or a failure whose ``run_duration`` was at least
+            the circuit's ``slow_call_duration``. Not a primary event: it comes beside ``successes`` or
+            ``failures``. (A bool, so it adds up as 0 or 1 like the counts.)
     """
 
     name: str
@@ -47,6 +50,7 @@ class CallResult:
     total_duration: float
     run_duration: float
     concurrency_in_use: float
+    slow: bool = False
 
     @classmethod
     def of(
@@ -57,8 +61,9 @@ class CallResult:
         total_duration: float,
         run_duration: float,
         concurrency_in_use: float,
+        slow: bool = False,
     ) -> CallResult:
-        """The record of a call that ended in ``event`` (and ``fallback``)."""
+        """The record of a call that ended in ``event`` (and ``fallback``), ``slow`` or not."""
         return cls(
             name=name,
             event=event,
@@ -77,6 +82,7 @@ class CallResult:
             total_duration=total_duration,
             run_duration=run_duration,
             concurrency_in_use=concurrency_in_use,
+            slow=slow,
         )
 
 

@@ -9,7 +9,11 @@ from .events import State
 from .latency import Histogram, LatencyStatistics
 from .settings import Settings
 
-__all__ = ["CircuitStatistics", "FleetView"]
+__all__ = ["ASYNCIO", "CircuitStatistics", "FleetView", "isolation_of"]
+
+#: What `CircuitStatistics.isolation` says of calls awaited on the event loop (`breaker.do_async`, a decorated
+#: coroutine function): the ``isolation`` setting does not apply to them.
+ASYNCIO = "asyncio"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -22,7 +26,9 @@ class CircuitStatistics:
         requests: success + failure + timeout + rejected over the rolling window.
         errors: failure + timeout + rejected over the rolling window.
         error_percentage: ``errors / requests`` as a percentage rounded half up (0 with no requests).
-        counts: Every event name mapped to its count over the rolling window, zeros included.
+        counts: Every event name mapped to its count over the rolling window, zeros included. ``slow`` counts
+            the successes and failures whose run took at least ``slow_call_duration``: they are counted under
+            their own event too, so ``slow`` adds nothing to ``requests``.
         active: Tickets held: runs in progress, abandoned ones included.
         abandoned: Runs that timed out and are still running (thread isolation); each still holds its ticket.
         max_concurrent_requests: The ticket count.
@@ -35,6 +41,12 @@ class CircuitStatistics:
         run_durations: Run durations since creation, by histogram bucket.
         total_durations: Whole call durations since creation, by histogram bucket.
         settings: The settings the circuit runs with.
+        isolation: How the calls so far ran: the ``isolation`` setting (``"thread"`` or ``"caller"``) while every
+            call was sync (or none came yet); ``"asyncio"`` while every call was async (`breaker.do_async` or a
+            decorated coroutine function, awaited on the event loop whatever the setting); the setting plus
+            ``"+asyncio"`` (``"thread+asyncio"``, ``"caller+asyncio"``) once both kinds came. `breaker.flush`
+            starts it again with the new circuit.
+        fleet: What the fleet shares of the circuit (`breaker.configure_fleet`), or None outside fleet mode.
     """
 
     name: str
@@ -53,7 +65,16 @@ class CircuitStatistics:
     run_durations: Histogram
     total_durations: Histogram
     settings: Settings
+    isolation: str
     fleet: FleetView | None = None
+
+
+def isolation_of(configured: str, called_sync: bool, called_async: bool) -> str:
+    """`CircuitStatistics.isolation` of a circuit whose ``isolation`` setting is ``configured`` and which has had
+    sync calls (``called_sync``) and async calls (``called_async``)."""
+    if not called_async:
+        return configured
+    return f"{configured}+{ASYNCIO}" if called_sync else ASYNCIO
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

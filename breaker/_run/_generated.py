@@ -78,6 +78,8 @@ def do(name: str, run: Callable[[], T], fallback: Callable[[Exception], T] | Non
     core = registry.engines.get(name) if type(name) is str else None
     if core is None:
         core = registry.engine(name)
+    if not core.called_sync:
+        core.called_sync = True
     if core.runs_elsewhere:
         if core.collectors:
             return observed(registry, core, run, (), EMPTY, fallback)
@@ -289,6 +291,7 @@ def sync_wrapper(name: str, fn: Callable[P, T], fallback: Fallback[T] | None) ->
         if not core.runs_inline:
             if not core.live:
                 core = _registry.current.engine(name)
+                core.called_sync = True
             if core.runs_elsewhere:
                 registry = _registry.current
                 if core.collectors:
@@ -624,6 +627,8 @@ async def do_async(
     core = registry.engines.get(name) if type(name) is str else None
     if core is None:
         core = registry.engine(name)
+    if not core.called_async:
+        core.called_async = True
     if core.collectors:
         observed: T = await observed_async(core, run, (), EMPTY, fallback)
         return observed
@@ -775,6 +780,7 @@ def async_wrapper(
         if not core.runs_inline_async:
             if not core.live:
                 core = _registry.current.engine(name)
+                core.called_async = True
             if core.collectors:
                 observed: T = await observed_async(core, fn, args, kwargs, fallback)
                 return observed

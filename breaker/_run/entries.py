@@ -69,6 +69,8 @@ def do(name: str, run: Callable[[], T], fallback: Callable[[Exception], T] | Non
     core = registry.engines.get(name) if type(name) is str else None  # exactly a str: a fake __class__ cannot pass
     if core is None:
         core = registry.engine(name)
+    if not core.called_sync:  # the circuit's first sync call: `statistics().isolation` tells
+        core.called_sync = True
     if core.runs_elsewhere:  # thread isolation, or collectors to report to
         if core.collectors:
             return observed(registry, core, run, (), EMPTY, fallback)
@@ -86,6 +88,7 @@ def sync_wrapper(name: str, fn: Callable[P, T], fallback: Fallback[T] | None) ->
         if not core.runs_inline:  # stale (flushed, or from another registry), or a call that detours
             if not core.live:
                 core = _registry.current.engine(name)
+                core.called_sync = True  # once per circuit this wrapper uses: `statistics().isolation` tells
             if core.runs_elsewhere:  # thread isolation, or collectors to report to
                 registry = _registry.current
                 if core.collectors:
@@ -155,6 +158,8 @@ async def do_async(
     core = registry.engines.get(name) if type(name) is str else None  # exactly a str: a fake __class__ cannot pass
     if core is None:
         core = registry.engine(name)
+    if not core.called_async:  # the circuit's first async call: `statistics().isolation` tells
+        core.called_async = True
     if core.collectors:
         observed: T = await observed_async(core, run, (), EMPTY, fallback)
         return observed
@@ -173,6 +178,7 @@ def async_wrapper(
         if not core.runs_inline_async:  # stale (flushed, or from another registry), or collectors to report to
             if not core.live:
                 core = _registry.current.engine(name)
+                core.called_async = True  # once per circuit this wrapper uses: `statistics().isolation` tells
             if core.collectors:
                 observed: T = await observed_async(core, fn, args, kwargs, fallback)
                 return observed
@@ -212,6 +218,7 @@ def go(name: str, run: Callable[[], T], fallback: Callable[[Exception], T] | Non
     check_callable("fallback", name, fallback, optional=True)
     registry = _registry.current
     core = registry.engine(name)
+    core.called_sync = True  # `statistics().isolation` tells
     if not core.threaded:  # caller isolation: run here, return a done future
         future: Future[T] = Future()
         future.set_running_or_notify_cancel()

@@ -36,6 +36,8 @@ logger = logging.getLogger("breaker")
 
 #: Seconds (on the circuit's clock) between two log lines about one failing collector, after its first.
 REPORT_INTERVAL: Final = 60.0
+#: The events a ``slow`` event may come beside.
+_MAY_BE_SLOW: Final = frozenset({Event.SUCCESS, Event.FAILURE})
 
 
 class Watch:
@@ -150,14 +152,18 @@ class Watch:
             run = 0.0
         else:
             run = (now if self.end is None else self.end) - self.begin
-        tickets = circuit.settings.max_concurrent_requests
+        settings = circuit.settings
+        tickets = settings.max_concurrent_requests
+        event = self.event(raised)
         result = CallResult.of(
             circuit.name,
-            self.event(raised),
+            event,
             self.fallback,
             total_duration=now - self.start,
             run_duration=run,
             concurrency_in_use=0.0 if tickets == float("inf") else self.active / tickets,
+            # As the engine counts it: a success or failure whose run took at least slow_call_duration.
+            slow=event in _MAY_BE_SLOW and self.begin is not None and run >= settings.slow_call_duration,
         )
         for collector in circuit.collectors:
             collector.update(result)

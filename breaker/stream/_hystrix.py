@@ -38,6 +38,8 @@ PING: Final = b"ping: \n\n"
 _OPEN_STATES: Final = frozenset({State.OPEN, State.HALF_OPEN, State.FORCED_OPEN})
 _RUNS: Final = ("success", "failure", "timeout", "bad-request")  # the events of a call whose run started
 _NEED_FALLBACK: Final = ("failure", "timeout", "short-circuit", "rejected")  # the events a fallback answers
+#: Hystrix's name for each isolation `CircuitStatistics.isolation` names (asyncio is ours).
+_STRATEGIES: Final = {"thread": "THREAD", "caller": "SEMAPHORE", "asyncio": "ASYNCIO"}
 
 
 class CommandMessage(TypedDict):
@@ -79,7 +81,7 @@ class CommandMessage(TypedDict):
     propertyValue_circuitBreakerForceOpen: bool
     propertyValue_circuitBreakerForceClosed: bool
     propertyValue_circuitBreakerEnabled: bool
-    propertyValue_executionIsolationStrategy: Literal["THREAD", "SEMAPHORE"]
+    propertyValue_executionIsolationStrategy: str
     propertyValue_executionIsolationThreadTimeoutInMilliseconds: int
     propertyValue_executionTimeoutInMilliseconds: int
     propertyValue_executionIsolationThreadInterruptOnTimeout: bool
@@ -94,7 +96,10 @@ class CommandMessage(TypedDict):
     # Not Hystrix's (the dashboard ignores unknown keys):
     circuitState: str
     rollingCountCancelled: int
+    rollingCountSlow: int
     currentAbandonedCount: int
+    propertyValue_slowCallDurationInMilliseconds: int
+    propertyValue_slowCallPercentThreshold: int
     # Fleet mode only (`breaker.configure_fleet`):
     fleetState: NotRequired[str]
     fleetRequestCount: NotRequired[int]
@@ -139,6 +144,12 @@ def _limit(value: float) -> int:
     return INT_MAX if value >= INT_MAX else int(value)
 
 
+def _strategy(isolation: str) -> str:
+    """``executionIsolationStrategy`` for `CircuitStatistics.isolation`: ``"thread+asyncio"`` -> ``"THREAD+ASYNCIO"``,
+    ``"caller"`` -> ``"SEMAPHORE"``."""
+    return "+".join(_STRATEGIES.get(part, part.upper()) for part in isolation.split("+"))
+
+
 def _latency(stats: LatencyStatistics) -> dict[str, int]:
     return {f"{p:g}": _ms(stats.percentiles[p]) for p in PERCENTILES}
 
@@ -166,16 +177,25 @@ def command_message(stats: CircuitStatistics, now_ms: int, *, group: str | None 
     - ``latencyExecute`` / ``latencyTotal``: the run and whole-call percentiles over the latency window, in ms.
     - ``isCircuitBreakerOpen``: true when open, half-open or forced open. ``circuitState`` (extra) has the exact
       state: ``"closed"``, ``"open"``, ``"half_open"``, ``"forced_open"`` or ``"forced_closed"``.
-    - Properties: from ``settings``. ``executionIsolationStrategy`` is ``"THREAD"`` or ``"SEMAPHORE"`` (caller
-      isolation); both timeout properties are ``timeout``; ``executionIsolationSemaphoreMaxConcurrentRequests``
-      is ``max_concurrent_requests``; ``fallbackIsolationSemaphoreMaxConcurrentRequests`` is `INT_MAX`;
+    - Properties: from ``settings``. ``executionIsolationStrategy`` is ``stats.isolation`` in Hystrix's words:
+      ``"THREAD"`` (thread isolation) or ``"SEMAPHORE"`` (caller isolation) for a command called by sync callers
+      only (or not called yet), as Java Hystrix sends; ``"ASYNCIO"`` for one called only by async callers
+      (`breaker.do_async`, a decorated coroutine function: awaited on the event loop, whatever the setting); and
+      ``"THREAD+ASYNCIO"`` or ``"SEMAPHORE+ASYNCIO"`` for one called by both. ``rejected`` goes to
+      ``ThreadPoolRejected`` or ``SemaphoreRejected`` by the ``isolation`` setting alone, as above. Both timeout
+      properties are ``timeout``; ``executionIsolationSemaphoreMaxConcurrentRequests`` is
+      ``max_concurrent_requests``; ``fallbackIsolationSemaphoreMaxConcurrentRequests`` is `INT_MAX`;
       ``circuitBreakerErrorThresholdPercentage`` is the threshold rounded up (equivalent: the percentage it is
       compared with is a whole number); ``InterruptOnTimeout`` is false (Python threads cannot be interrupted);
       ``ThreadPoolKeyOverride`` is null; request cache and request log are false; ``circuitBreakerEnabled`` is
       true.
     - ``threadPool``: the command name (each circuit has its own tickets). ``reportingHosts``: 1.
-    - Extras: ``rollingCountCancelled`` (async callers cancelled) and ``currentAbandonedCount`` (``abandoned``);
-      in fleet mode (``stats.fleet``), the fleet's figures: ``fleetState``, ``fleetRequestCount``,
+    - Extras: ``rollingCountCancelled`` (async callers cancelled), ``rollingCountSlow`` (``slow``: successes and
+      failures whose run took at least ``slow_call_duration``, counted in their own field too),
+      ``currentAbandonedCount`` (``abandoned``), ``propertyValue_slowCallDurationInMilliseconds``
+      (``slow_call_duration``, at least 1; `INT_MAX` when infinite: no call is slow) and
+      ``propertyValue_slowCallPercentThreshold`` (``slow_call_percent_threshold`` rounded up, as the error
+      threshold); in fleet mode (``stats.fleet``), the fleet's figures: ``fleetState``, ``fleetRequestCount``,
       ``fleetErrorCount``, ``fleetErrorPercentage``, ``fleetGeneration``, ``fleetConnected``, ``fleetProbing``.
 
     Args:
@@ -229,7 +249,7 @@ def command_message(stats: CircuitStatistics, now_ms: int, *, group: str | None 
         "propertyValue_circuitBreakerForceOpen": settings.force_open,
         "propertyValue_circuitBreakerForceClosed": settings.force_closed,
         "propertyValue_circuitBreakerEnabled": True,
-        "propertyValue_executionIsolationStrategy": "THREAD" if thread else "SEMAPHORE",
+        "propertyValue_executionIsolationStrategy": _strategy(stats.isolation),
         "propertyValue_executionIsolationThreadTimeoutInMilliseconds": timeout,
         "propertyValue_executionTimeoutInMilliseconds": timeout,
         "propertyValue_executionIsolationThreadInterruptOnTimeout": False,
@@ -243,7 +263,10 @@ def command_message(stats: CircuitStatistics, now_ms: int, *, group: str | None 
         "threadPool": stats.name,
         "circuitState": stats.state.value,
         "rollingCountCancelled": counts["cancelled"],
+        "rollingCountSlow": counts["slow"],
         "currentAbandonedCount": stats.abandoned,
+        "propertyValue_slowCallDurationInMilliseconds": max(1, _ms(settings.slow_call_duration)),
+        "propertyValue_slowCallPercentThreshold": math.ceil(settings.slow_call_percent_threshold),
     }
     fleet = stats.fleet
     if fleet is not None:  # the fleet's figures beside the local ones

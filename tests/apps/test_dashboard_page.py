@@ -22,6 +22,8 @@ Final figures of the plain fixture (its last interval), which the assertions use
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import html
 import http.server
 import json
@@ -33,6 +35,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import pytest
 from playwright.sync_api import Locator, Page, expect
+
+import breaker
+import breaker.dashboard
+from breaker.testing import FakeClock
 
 if TYPE_CHECKING:  # imported as a plugin, below: importing it here first would keep pytest from rewriting its asserts
     from browser_support import PageRecord
@@ -608,3 +614,46 @@ def test_cross_origin_stream_without_proxy_is_opened_directly(
     expect(card(page, "Inventory")).to_have_attribute("data-source", remote)
     assert remote in page_record.requests
     assert site.proxied == other.proxied == []
+
+
+# -- breaker's own server, with real circuits --------------------------------------------------------------------
+
+
+def test_cards_of_real_circuits_show_the_slow_count_its_rule_and_how_the_calls_ran(
+    page: Page, clock: FakeClock
+) -> None:
+    """Served by `breaker.dashboard.serve` (its CSP included): an async-only command with a slow-call rule shows
+    its slow count, the rule and "asyncio"; a thread command with sync and async callers shows "thread+asyncio",
+    a slow count of 0 and no slow rule."""
+    breaker.configure_command(
+        "Quotes",
+        breaker.CommandConfig(slow_call_duration=0.25, slow_call_percent_threshold=60, timeout=10),
+    )
+
+    async def slow() -> str:
+        clock.advance(0.3)
+        return "ok"
+
+    async def fast() -> str:
+        return "ok"
+
+    async def calls() -> None:
+        for run in (slow, slow, fast):
+            assert await breaker.do_async("Quotes", run) == "ok"
+        assert await breaker.do_async("Ledger", fast) == "ok"
+
+    with concurrent.futures.ThreadPoolExecutor(1) as executor:  # Playwright runs an event loop on this thread
+        executor.submit(asyncio.run, calls()).result(timeout=5)
+    assert breaker.do("Ledger", lambda: "ok") == "ok"
+    with breaker.dashboard.serve("127.0.0.1", 0, block=False, interval=0.05) as server:
+        page.goto(server.url.removesuffix("hystrix.stream"))
+        quotes, ledger = card(page, "Quotes"), card(page, "Ledger")
+        expect(quotes.locator(".pool-name")).to_have_text("pool Quotes (asyncio)", timeout=5000)
+        expect(quotes.locator('[data-count="slow"]')).to_have_text("2")
+        expect(quotes.locator('[data-count="slow"]')).to_be_visible()
+        expect(quotes.locator('[data-count="success"]')).to_have_text("3")
+        expect(quotes.locator(".slow-rule")).to_have_text("slow: run ≥ 250 ms · trips at 60%")
+        expect(ledger.locator(".pool-name")).to_have_text("pool Ledger (thread+asyncio)")
+        expect(ledger.locator('[data-count="slow"]')).to_have_text("0")
+        expect(ledger.locator('[data-count="slow"]')).to_be_visible()
+        expect(ledger.locator(".slow-rule")).to_be_hidden()

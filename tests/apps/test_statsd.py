@@ -222,6 +222,39 @@ def test_each_event_has_its_counter(
     assert timings == [f"cmd.{metric}" for metric in expected]
 
 
+def test_slow_calls_send_a_slow_counter_beside_their_success_or_failure(
+    make: Callable[..., StatsdCollector], receiver: Receiver, clock: FakeClock
+) -> None:
+    """Runs that took at least slow_call_duration, sync and async, successes and failures, are summed into one
+    ``slow`` counter; the fast call adds nothing to it."""
+    caller("cmd", slow_call_duration=0.1, timeout=10)
+    collector = make()
+
+    def run(seconds: float, fails: bool = False) -> str:
+        clock.advance(seconds)
+        if fails:
+            raise Boom
+        return "ok"
+
+    async def arun() -> str:
+        return run(0.5)
+
+    assert breaker.do("cmd", lambda: run(0.1)) == "ok"
+    assert breaker.do("cmd", lambda: run(0.2, fails=True), fallback=lambda error: "fallback") == "fallback"
+    assert breaker.do("cmd", lambda: run(0.05)) == "ok"
+    assert asyncio.run(breaker.do_async("cmd", arun)) == "ok"
+    counters = {line for line in receiver.take(collector) if line.endswith("|c")}
+    assert counters == {
+        "cmd.attempts:4|c",
+        "cmd.successes:3|c",
+        "cmd.errors:1|c",
+        "cmd.failures:1|c",
+        "cmd.fallbackSuccesses:1|c",
+        "cmd.slow:3|c",
+    }
+    assert breaker.get_circuit("cmd")[0].statistics().cumulative["slow"] == 3
+
+
 def test_a_rejected_call_counts_rejects_and_sends_no_run_duration(
     make: Callable[..., StatsdCollector], receiver: Receiver, clock: FakeClock
 ) -> None:

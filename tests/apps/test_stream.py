@@ -149,6 +149,15 @@ THREAD_POOL_FIELDS: dict[str, type] = {
         int,
     ),
 }
+#: breaker's own fields of a HystrixCommand message (outside fleet mode), with their JSON types.
+COMMAND_EXTRAS: dict[str, type] = {
+    "circuitState": str,
+    "rollingCountCancelled": int,
+    "rollingCountSlow": int,
+    "currentAbandonedCount": int,
+    "propertyValue_slowCallDurationInMilliseconds": int,
+    "propertyValue_slowCallPercentThreshold": int,
+}
 THREAD_POOL_REQUIRED = set(THREAD_POOL_FIELDS) - {"currentTime", "rollingCountCommandRejections"}
 PERCENTILE_KEYS = ["0", "25", "50", "75", "90", "95", "99", "99.5", "100"]
 
@@ -193,6 +202,8 @@ def test_messages_carry_every_field_the_dashboard_requires_with_its_json_type() 
     pool = parse(breaker.stream.encode(breaker.stream.thread_pool_message(stats, 1234)))
     assert set(COMMAND_FIELDS) >= COMMAND_REQUIRED
     check_types(command, COMMAND_FIELDS)
+    check_types(command, COMMAND_EXTRAS)
+    assert set(command) == set(COMMAND_FIELDS) | set(COMMAND_EXTRAS)
     check_types(pool, THREAD_POOL_FIELDS)
     assert list(command["latencyExecute"]) == PERCENTILE_KEYS == list(command["latencyTotal"])
     assert all(type(v) is int for v in [*command["latencyExecute"].values(), *command["latencyTotal"].values()])
@@ -282,6 +293,7 @@ def test_command_message_values_follow_a_known_scenario(clock: FakeClock) -> Non
         "rollingCountFallbackRejection": 0,
         "rollingCountResponsesFromCache": 0,
         "rollingCountCancelled": 0,
+        "rollingCountSlow": 0,
         "currentConcurrentExecutionCount": 0,
         "rollingMaxConcurrentExecutionCount": 1,
         "currentAbandonedCount": 0,
@@ -301,6 +313,8 @@ def test_command_message_values_follow_a_known_scenario(clock: FakeClock) -> Non
         "propertyValue_metricsRollingStatisticalWindowInMilliseconds": 10_000,
         "propertyValue_requestCacheEnabled": False,
         "propertyValue_requestLogEnabled": False,
+        "propertyValue_slowCallDurationInMilliseconds": INT_MAX,  # no call is slow
+        "propertyValue_slowCallPercentThreshold": 100,
         "reportingHosts": 1,
         "threadPool": "pay",
     }
@@ -435,6 +449,53 @@ def test_properties_round_to_whole_milliseconds_and_percentages() -> None:
     assert message["propertyValue_circuitBreakerErrorThresholdPercentage"] == 34
 
 
+def test_slow_call_properties_are_whole_milliseconds_and_percentages() -> None:
+    """slow_call_duration rounds half up to ms (at least 1) and its threshold rounds up; math.inf is INT_MAX."""
+    breaker.configure_command(
+        "sluggish", breaker.CommandConfig(slow_call_duration=0.0125, slow_call_percent_threshold=33.3)
+    )
+    message = breaker.stream.command_message(snapshot("sluggish"), 0)
+    assert message["propertyValue_slowCallDurationInMilliseconds"] == 13
+    assert message["propertyValue_slowCallPercentThreshold"] == 34
+    breaker.configure_command("sluggish", breaker.CommandConfig(slow_call_duration=0.0001))
+    assert breaker.stream.command_message(snapshot("sluggish"), 0)["propertyValue_slowCallDurationInMilliseconds"] == 1
+    breaker.configure_command("sluggish", breaker.CommandConfig(slow_call_duration=math.inf))
+    assert (
+        breaker.stream.command_message(snapshot("sluggish"), 0)["propertyValue_slowCallDurationInMilliseconds"]
+        == INT_MAX
+    )
+
+
+async def _ok() -> int:
+    return 1
+
+
+@pytest.mark.parametrize(
+    ("isolation", "sync", "is_async", "strategy"),
+    [
+        pytest.param("thread", False, False, "THREAD", id="thread-no-calls"),
+        pytest.param("caller", True, False, "SEMAPHORE", id="caller-sync"),
+        pytest.param("thread", True, False, "THREAD", id="thread-sync"),
+        pytest.param("thread", False, True, "ASYNCIO", id="thread-async"),
+        pytest.param("caller", False, True, "ASYNCIO", id="caller-async"),
+        pytest.param("thread", True, True, "THREAD+ASYNCIO", id="thread-both"),
+        pytest.param("caller", True, True, "SEMAPHORE+ASYNCIO", id="caller-both"),
+    ],
+)
+def test_isolation_strategy_says_how_the_calls_ran(
+    isolation: Literal["thread", "caller"], sync: bool, is_async: bool, strategy: str
+) -> None:
+    """executionIsolationStrategy is Hystrix's THREAD or SEMAPHORE for sync callers, ASYNCIO for async ones, and
+    both joined by "+" for a command with both."""
+    breaker.configure_command("iso", breaker.CommandConfig(isolation=isolation))
+    if sync:
+        breaker.do("iso", lambda: 1)
+    if is_async:
+        asyncio.run(breaker.do_async("iso", _ok))
+    message = breaker.stream.command_message(snapshot("iso"), 0)
+    assert message["propertyValue_executionIsolationStrategy"] == strategy
+
+
 def test_group_defaults_to_the_command_name_and_can_be_mapped() -> None:
     """The group is the command name unless a group is given (directly, or by render's mapping)."""
     stats = snapshot("orders.get")
@@ -556,6 +617,36 @@ def test_server_streams_with_the_hystrix_headers_and_follows_the_calls(start: Ca
         kinds = {None if e is None else e["type"] for e, _ in zip(client.events(), range(9), strict=False)}
         assert kinds == {None, "HystrixCommand", "HystrixThreadPool"}
         assert later["currentTime"] >= first["currentTime"] > 1_600_000_000_000
+
+
+def test_server_streams_the_slow_count_the_slow_properties_and_the_async_isolation(
+    start: Callable[..., StreamServer], clock: FakeClock
+) -> None:
+    """Over the real server: rollingCountSlow follows slow calls, the slow-call properties are the settings, and
+    a command called through do_async only is ASYNCIO."""
+    breaker.configure_command(
+        "lag", breaker.CommandConfig(slow_call_duration=0.25, slow_call_percent_threshold=80, timeout=10)
+    )
+
+    async def slow() -> int:
+        clock.advance(0.25)
+        return 1
+
+    async def fast() -> int:
+        return 1
+
+    asyncio.run(breaker.do_async("lag", fast))
+    server = start()
+    with SseClient(server.port) as client:
+        first = client.command("lag")
+        assert (first["rollingCountSlow"], first["rollingCountSuccess"]) == (0, 1)
+        assert first["propertyValue_slowCallDurationInMilliseconds"] == 250
+        assert first["propertyValue_slowCallPercentThreshold"] == 80
+        assert first["propertyValue_executionIsolationStrategy"] == "ASYNCIO"
+        for _ in range(2):
+            asyncio.run(breaker.do_async("lag", slow))
+        later = client.command("lag", until=lambda m: m["rollingCountSuccess"] == 3)
+        assert (later["rollingCountSlow"], later["requestCount"], later["errorCount"]) == (2, 3, 0)
 
 
 def test_server_answers_503_past_max_clients(start: Callable[..., StreamServer]) -> None:

@@ -2,7 +2,8 @@
  * breaker's live dashboard: one card per circuit, fed by Hystrix event streams (server-sent events).
  *
  * Reads the standard Hystrix stream (Java Hystrix, Turbine's aggregates) and breaker's extras (circuitState,
- * currentAbandonedCount, rollingCountCancelled). No framework, no build step, no network access but the streams.
+ * currentAbandonedCount, rollingCountCancelled, rollingCountSlow, propertyValue_slowCallDurationInMilliseconds,
+ * propertyValue_slowCallPercentThreshold). No framework, no build step, no network access but the streams.
  *
  * Configuration, strongest first:
  *   - the page URL's query: ?stream=URL (repeatable, one source each), ?filter=TEXT, ?sort=KEY,
@@ -47,9 +48,10 @@ const COUNT_FIELDS = new Map([
   ["fallback-failure", ["rollingCountFallbackFailure"]],
   ["fallback-missing", ["rollingCountFallbackMissing"]],
   ["cancelled", ["rollingCountCancelled"]],
+  ["slow", ["rollingCountSlow"]],
 ]);
 // Counts whose row is shown only when the stream sends the field (older Java Hystrix lacks the first).
-const OPTIONAL_COUNTS = new Set(["fallback-missing", "cancelled"]);
+const OPTIONAL_COUNTS = new Set(["fallback-missing", "cancelled", "slow"]);
 
 const collator = new Intl.Collator("en", { numeric: true, sensitivity: "base" });
 const integerFormat = new Intl.NumberFormat("en-US", { maximumFractionDigits: 0 });
@@ -203,6 +205,8 @@ function readCommand(message) {
     rate: windowMs > 0 ? requests / (windowMs / 1000) : 0,
     errorPct: numberOf(message.errorPercentage) / hosts,
     threshold: perHostOf(message.propertyValue_circuitBreakerErrorThresholdPercentage, hosts),
+    slowMs: perHostOf(message.propertyValue_slowCallDurationInMilliseconds, hosts),
+    slowThreshold: perHostOf(message.propertyValue_slowCallPercentThreshold, hosts),
     counts: readCounts(message),
     execute: readLatency(message, "latencyExecute", hosts),
     total: readLatency(message, "latencyTotal", hosts),
@@ -423,6 +427,7 @@ function createCard(source, name) {
       errorPct: find(".error-pct"),
       errorFill: find(".error-fill"),
       errorThreshold: find(".error-threshold"),
+      slowRule: find(".slow-rule"),
       sparkRate: find(".spark-rate"),
       sparkError: find(".spark-error"),
       pool: find(".pool"),
@@ -473,6 +478,7 @@ function renderCard(card, figures) {
   renderMeta(card, figures);
   renderFleet(parts.fleet, figures.fleet);
   renderErrors(parts, figures);
+  renderSlowRule(parts.slowRule, figures);
   renderCounts(parts, figures.counts);
   renderLatency(parts, "execute", figures.execute);
   renderLatency(parts, "total", figures.total);
@@ -512,6 +518,15 @@ function renderErrors(parts, figures) {
   parts.errorThreshold.hidden = threshold === null;
   if (threshold !== null) parts.errorThreshold.style.left = `${Math.min(100, Math.max(0, threshold))}%`;
   setData(parts.errors, "over", String(threshold !== null && errorPct >= threshold && errorPct > 0));
+}
+
+/** The slow-call rule, when the command has one (a slow-call duration that is not INT_MAX, "no call is slow"). */
+function renderSlowRule(element, figures) {
+  const { slowMs, slowThreshold } = figures;
+  element.hidden = slowMs === null || slowMs >= INT_MAX;
+  if (element.hidden) return;
+  const trips = slowThreshold === null ? "" : ` · trips at ${formatPercent(slowThreshold)}`;
+  setText(element, `slow: run ≥ ${formatCount(slowMs)} ms${trips}`);
 }
 
 function renderCounts(parts, counts) {
