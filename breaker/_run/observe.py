@@ -26,6 +26,7 @@ from breaker._core.engine import Engine
 from breaker._core.errors import CircuitOpenError, CommandTimeoutError, MaxConcurrencyError
 from breaker._core.events import Event
 from breaker._core.metrics import CallResult, Collector
+from breaker._core.outcome import failed_result, is_ignored
 from breaker._core.validation import show
 
 from .aio import NotAwaitable
@@ -43,7 +44,7 @@ _MAY_BE_SLOW: Final = frozenset({Event.SUCCESS, Event.FAILURE})
 class Watch:
     """The facts of one call, noted by wrappers around its run and fallback."""
 
-    __slots__ = ("active", "begin", "circuit", "end", "error", "fallback", "given", "invalid", "start")
+    __slots__ = ("active", "begin", "circuit", "end", "error", "fallback", "given", "invalid", "start", "value")
 
     def __init__(self, circuit: Engine) -> None:
         self.circuit = circuit
@@ -52,6 +53,7 @@ class Watch:
         self.end: float | None = None  # when it ended (None: still running, or never started)
         self.active = 0  # tickets held when the run started, or when the call was refused
         self.error: BaseException | None = None  # what the run raised
+        self.value: object = None  # what the run returned, for `result_is_failure` (dropped once reported)
         self.given: BaseException | None = None  # what the fallback was called with
         self.fallback: Event | None = None
         self.invalid = False  # the call was refused as bad input: nothing was counted, nothing is reported
@@ -63,7 +65,8 @@ class Watch:
             self.active = self.circuit.active
             self.begin = self.circuit.clock()
             try:
-                return fn(*args, **kwargs)
+                self.value = fn(*args, **kwargs)
+                return self.value
             except BaseException as error:
                 self.error = error
                 raise
@@ -83,7 +86,8 @@ class Watch:
                 if not inspect.isawaitable(awaitable):
                     self.invalid = True
                     raise NotAwaitable(awaitable)  # the driver's own check, which this wrapper hides
-                return await awaitable
+                self.value = await awaitable
+                return self.value
             except BaseException as error:
                 self.error = error
                 raise
@@ -129,10 +133,13 @@ class Watch:
         if isinstance(cause, asyncio.CancelledError) and cause is raised:
             return Event.CANCELLED
         if cause is None:
-            return Event.SUCCESS
+            # A result judged a failure with no fallback returns as a success would: ask the predicate again
+            # (with collectors, a predicate may be asked twice per call: keep it pure).
+            judged = self.circuit.result_is_failure is not None and failed_result(self.circuit, self.value)
+            return Event.FAILURE if judged else Event.SUCCESS
         if cause is self.error:  # the run's own exception
             ignored = self.circuit.ignored
-            return Event.BAD_REQUEST if ignored and isinstance(cause, ignored) else Event.FAILURE
+            return Event.BAD_REQUEST if ignored and is_ignored(cause, ignored) else Event.FAILURE
         if isinstance(cause, CommandTimeoutError):
             return Event.TIMEOUT
         if isinstance(cause, CircuitOpenError):
@@ -155,6 +162,7 @@ class Watch:
         settings = circuit.settings
         tickets = settings.max_concurrent_requests
         event = self.event(raised)
+        self.value = None  # judged: nothing of the call stays referenced
         result = CallResult.of(
             circuit.name,
             event,

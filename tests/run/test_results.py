@@ -186,3 +186,24 @@ def test_the_decorator_judges_results_too() -> None:
 
     assert fetch(504) == "cached"
     assert received == [("FailedResultError", 504)]
+
+
+@ALL
+def test_collectors_see_a_failed_result_as_a_failure(driver: Driver) -> None:
+    """With or without a fallback, the collector's record says failure, as statistics() counts it."""
+    records: list[breaker.CallResult] = []
+
+    class Recorder:
+        def update(self, result: breaker.CallResult) -> None:
+            records.append(result)
+
+        def reset(self) -> None:
+            pass
+
+    breaker.register_collector(lambda name: Recorder())
+    driver.configure(result_is_failure=Judge())
+    driver.call(NAME, returning(503))
+    driver.call(NAME, returning(503), Fallback())
+    driver.call(NAME, returning(200))
+    assert [r.event.value for r in records] == ["failure", "failure", "success"]
+    assert events() == {"failure": 2, "success": 1, "fallback-success": 1}
