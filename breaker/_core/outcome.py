@@ -117,29 +117,37 @@ def raised_event(
 
 
 logger = logging.getLogger("breaker")
-#: The (ignored types, error type) pairs whose broken check was logged already; cleared when it grows past
-#: `_REPORTED_MAX`, so that it stays bounded. Set operations are atomic in CPython, and a pair logged twice by
-#: two threads racing here does no harm.
-_reported: set[tuple[tuple[type[BaseException], ...], type[BaseException]]] = set()
+#: The (user code, error type) pairs whose failure was logged already: a broken ``ignored_exceptions`` check or a
+#: ``result_is_failure`` predicate that raised. Cleared when it grows past `_REPORTED_MAX`, so that it stays bounded.
+#: Set operations are atomic in CPython, and a pair logged twice by two threads racing here does no harm.
+_reported: set[tuple[object, type[BaseException]]] = set()
 _REPORTED_MAX: Final = 1024
+
+
+def _log_once(culprit: object, error: BaseException, message: str, *args: object) -> None:
+    """Log ``message`` with the exception being handled, once per ``culprit`` and type of ``error``."""
+    key = (culprit, type(error))
+    if key in _reported:
+        return
+    if len(_reported) >= _REPORTED_MAX:
+        _reported.clear()
+    _reported.add(key)
+    logger.exception(message, *args)
 
 
 def is_ignored(error: BaseException, ignored: tuple[type[BaseException], ...]) -> bool:
     """Whether ``error`` is one of the ``ignored`` types; False when checking raises (see the module docstring)."""
     try:
         return isinstance(error, ignored)
-    except Exception:  # a broken __instancecheck__: the error is not ignored, and the check's error is logged
-        key = (ignored, type(error))
-        if key not in _reported:
-            if len(_reported) >= _REPORTED_MAX:
-                _reported.clear()
-            _reported.add(key)
-            logger.exception(
-                "checking %s against ignored_exceptions %r raised: it is not ignored, the call counts as a failure "
-                "(logged once per configuration and error type)",
-                type(error).__name__,
-                ignored,
-            )
+    except Exception as broken:  # a broken __instancecheck__: the error is not ignored, and this is logged once
+        _log_once(
+            ignored,
+            broken,
+            "checking %s against ignored_exceptions %r raised: it is not ignored, the call counts as a failure "
+            "(logged once per configuration and error type)",
+            type(error).__name__,
+            ignored,
+        )
         return False
 
 
@@ -153,23 +161,16 @@ def failed_result(core: Engine, value: object) -> BaseException | None:
     try:
         return FailedResultError(core.name, value) if predicate(value) else None
     except Exception as error:  # a broken predicate: its error is the call's, and it is logged once
-        key = (predicate, type(error))
-        if key not in _predicates_reported:
-            if len(_predicates_reported) >= _REPORTED_MAX:
-                _predicates_reported.clear()
-            _predicates_reported.add(key)
-            logger.exception(
-                "command %r: result_is_failure raised: the call counts as a failure with its error (logged once "
-                "per predicate and error type)",
-                core.name,
-            )
+        _log_once(
+            predicate,
+            error,
+            "command %r: result_is_failure raised: the call counts as a failure with its error (logged once per "
+            "predicate and error type)",
+            core.name,
+        )
         return error
     except BaseException as error:  # KeyboardInterrupt and the like: the call's failure too, and it propagates
         return error
-
-
-#: The (predicate, error type) pairs whose failure was logged already; bounded like `_reported`.
-_predicates_reported: set[tuple[object, type[BaseException]]] = set()
 
 
 @inline
