@@ -51,7 +51,7 @@ from .latency import BOTH, RUN, TOTAL, Latency
 from .lockfree import DONE, LOCK_FREE, NOT_DONE, TicketPool, try_count_fallback, try_enter, try_fail, try_succeed
 from .machine import StateMachine, Transition
 from .notify import TransitionQueue
-from .outcome import UNDECIDED, Admission
+from .outcome import UNDECIDED, Admission, is_slow
 from .rolling import RollingWindow
 from .settings import Settings
 from .statistics import CircuitStatistics, FleetView, isolation_of
@@ -373,7 +373,7 @@ class Engine:
         (`BOTH` if no fallback runs, `RUN` if one does), give back the ticket, and evaluate health unless the
         failure provably cannot trip the circuit. Lock-free in the usual case; a slow failure (its run took at least
         ``slow_call_duration``) takes the lock, as `finish_slow`."""
-        if seconds < self.slow_call_duration:
+        if not is_slow(seconds, self.slow_call_duration):
             stage = try_fail(self, admission, now, seconds, self.both_durations if kind == BOTH else self.run_durations)
             if stage != DONE:
                 self.settle(stage, FAILURE, admission, now, seconds, kind)

@@ -32,6 +32,7 @@ __all__ = [
     "failed_result",
     "in_time",
     "is_ignored",
+    "is_slow",
     "raised_event",
     "refusal",
     "returned_event",
@@ -89,6 +90,13 @@ UNDECIDED: Final = Admission("undecided")
 def in_time(seconds: float, timeout: float) -> bool:
     """Whether a run that took ``seconds`` ended within ``timeout`` (one at exactly its timeout is in time)."""
     return seconds <= timeout
+
+
+@inline
+def is_slow(seconds: float, slow_call_duration: float) -> bool:
+    """Whether a run that took ``seconds`` was slow: at least ``slow_call_duration`` (one exactly that long is).
+    Only a success or a failure counts as slow; a timeout, a bad request or a cancelled call never does."""
+    return seconds >= slow_call_duration
 
 
 @inline

@@ -198,7 +198,7 @@ def do(name: str, run: Callable[[], T], fallback: Callable[[Exception], T] | Non
         else:
             event = FAILURE
             if fallback is None or not isinstance(call_error, Exception):
-                if seconds < core.slow_call_duration:
+                if not seconds >= core.slow_call_duration:
                     try_fail_histogram = core.both_durations
                     if call_admission is ADMITTED and end < core.window_end:
                         try_fail_counted = next(core.failures)
@@ -222,7 +222,7 @@ def do(name: str, run: Callable[[], T], fallback: Callable[[Exception], T] | Non
                 raise
         answered = fallback is None or event == BAD_REQUEST or (not isinstance(call_error, Exception))
         if event == FAILURE:
-            if seconds < core.slow_call_duration:
+            if not seconds >= core.slow_call_duration:
                 try_fail_histogram_2 = core.run_durations
                 if call_admission is ADMITTED and end < core.window_end:
                     try_fail_counted_2 = next(core.failures)
@@ -415,7 +415,7 @@ def sync_wrapper(name: str, fn: Callable[P, T], fallback: Fallback[T] | None) ->
             else:
                 event = FAILURE
                 if fallback is None or not isinstance(call_error, Exception):
-                    if seconds < engine.slow_call_duration:
+                    if not seconds >= engine.slow_call_duration:
                         try_fail_histogram = engine.both_durations
                         if call_admission is ADMITTED and end < engine.window_end:
                             try_fail_counted = next(engine.failures)
@@ -439,7 +439,7 @@ def sync_wrapper(name: str, fn: Callable[P, T], fallback: Fallback[T] | None) ->
                     raise
             answered = fallback is None or event == BAD_REQUEST or (not isinstance(call_error, Exception))
             if event == FAILURE:
-                if seconds < engine.slow_call_duration:
+                if not seconds >= engine.slow_call_duration:
                     try_fail_histogram_2 = engine.run_durations
                     if call_admission is ADMITTED and end < engine.window_end:
                         try_fail_counted_2 = next(engine.failures)
@@ -548,11 +548,11 @@ def work_in_thread(attempt: Attempt[Any]) -> Wake | None:
     counts_run = not attempt.COUNTS_CALL or (
         event == FAILURE and attempt.falls_back and isinstance(attempt.error, Exception)
     )
-    if seconds >= core.slow_call_duration and event in (SUCCESS, FAILURE):
+    if event in (SUCCESS, FAILURE) and seconds >= core.slow_call_duration:
         core.finish_slow(event, admission, end, seconds, RUN if counts_run else BOTH)
     elif event == FAILURE:
         fail_kind = RUN if counts_run else BOTH
-        if seconds < core.slow_call_duration:
+        if not seconds >= core.slow_call_duration:
             try_fail_histogram = core.both_durations if fail_kind == BOTH else core.run_durations
             if admission is ADMITTED and end < core.window_end:
                 try_fail_counted = next(core.failures)
@@ -710,7 +710,7 @@ async def do_async(
             event = FAILURE
         answered = fallback is None or event == BAD_REQUEST or (not isinstance(error, Exception))
         kind = BOTH if answered else RUN
-        if event == FAILURE and seconds < core.slow_call_duration:
+        if event == FAILURE and (not seconds >= core.slow_call_duration):
             try_fail_histogram = core.both_durations if answered else core.run_durations
             if admission is ADMITTED and end < core.window_end:
                 try_fail_counted = next(core.failures)
@@ -863,7 +863,7 @@ def async_wrapper(
                 event = FAILURE
             answered = fallback is None or event == BAD_REQUEST or (not isinstance(error, Exception))
             kind = BOTH if answered else RUN
-            if event == FAILURE and seconds < engine.slow_call_duration:
+            if event == FAILURE and (not seconds >= engine.slow_call_duration):
                 try_fail_histogram = engine.both_durations if answered else engine.run_durations
                 if admission is ADMITTED and end < engine.window_end:
                     try_fail_counted = next(engine.failures)

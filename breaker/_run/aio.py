@@ -40,7 +40,7 @@ from breaker._core.events import (
 from breaker._core.inline import inline
 from breaker._core.latency import BOTH, RUN
 from breaker._core.lockfree import DONE, try_fail, try_succeed
-from breaker._core.outcome import ADMITTED, Admission, failed_result, in_time, raised_event, refusal
+from breaker._core.outcome import ADMITTED, Admission, failed_result, in_time, is_slow, raised_event, refusal
 
 from .answer import Args, Kwargs, timeout_error
 
@@ -207,7 +207,7 @@ async def call_async(
         event = raised_event(error, seconds, timeout, core.ignored, expired)
         answered = fallback is None or event == BAD_REQUEST or not isinstance(error, Exception)  # no fallback runs
         kind = BOTH if answered else RUN
-        if event == FAILURE and seconds < core.slow_call_duration:
+        if event == FAILURE and not is_slow(seconds, core.slow_call_duration):
             stage = try_fail(core, admission, end, seconds, core.both_durations if answered else core.run_durations)
             if stage != DONE and not core.settle(stage, event, admission, end, seconds, kind, block=False):
                 await settle(core, core.settle, stage, event, admission, end, seconds, kind)
@@ -248,7 +248,7 @@ async def settle_returned_async(
     """`breaker._run.caller.settle_returned` for an awaited run: after its timeout, or a value to judge."""
     if in_time(seconds, timeout):
         error = failed_result(core, value)
-        slow = seconds >= core.slow_call_duration
+        slow = is_slow(seconds, core.slow_call_duration)
         if error is None:
             if slow:
                 if not core.finish_slow(SUCCESS, admission, end, seconds, BOTH, block=False):

@@ -16,7 +16,7 @@ from breaker._core.errors import FailedResultError
 from breaker._core.events import BAD_REQUEST, FAILURE, SUCCESS, TIMEOUT
 from breaker._core.inline import inline
 from breaker._core.latency import BOTH, RUN
-from breaker._core.outcome import ADMITTED, Admission, failed_result, in_time, raised_event, refusal
+from breaker._core.outcome import ADMITTED, Admission, failed_result, in_time, is_slow, raised_event, refusal
 
 from .answer import AWAITABLES, Args, Fallback, Kwargs, awaitable_refused, fall_back, timeout_error
 
@@ -87,7 +87,7 @@ def settle_returned(
         return fall_back(core, timeout_error(core, None), args, kwargs, fallback, start)
     error = failed_result(core, value)
     if error is None:
-        if seconds < core.slow_call_duration:
+        if not is_slow(seconds, core.slow_call_duration):
             core.succeed(admission, end, seconds)
         else:
             core.finish_slow(SUCCESS, admission, end, seconds)

@@ -26,7 +26,7 @@ from breaker._core.engine import Engine
 from breaker._core.errors import CircuitOpenError, CommandTimeoutError, MaxConcurrencyError
 from breaker._core.events import Event
 from breaker._core.metrics import CallResult, Collector
-from breaker._core.outcome import failed_result, is_ignored
+from breaker._core.outcome import failed_result, is_ignored, is_slow
 from breaker._core.validation import show
 
 from .aio import NotAwaitable
@@ -171,7 +171,7 @@ class Watch:
             run_duration=run,
             concurrency_in_use=0.0 if tickets == float("inf") else self.active / tickets,
             # As the engine counts it: a success or failure whose run took at least slow_call_duration.
-            slow=event in _MAY_BE_SLOW and self.begin is not None and run >= settings.slow_call_duration,
+            slow=event in _MAY_BE_SLOW and self.begin is not None and is_slow(run, settings.slow_call_duration),
         )
         for collector in circuit.collectors:
             collector.update(result)

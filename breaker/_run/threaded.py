@@ -32,7 +32,7 @@ from breaker._core.events import FAILURE, SUCCESS
 from breaker._core.inline import inline
 from breaker._core.latency import BOTH, RUN
 from breaker._core.lockfree import claim
-from breaker._core.outcome import ADMITTED, Admission, failed_result, raised_event, refusal
+from breaker._core.outcome import ADMITTED, Admission, failed_result, is_slow, raised_event, refusal
 
 from .answer import AWAITABLES, Args, Fallback, Kwargs, awaitable_refused, fall_back, timeout_error
 from .workers import Timer, Wake, Work, WorkerPool
@@ -141,7 +141,7 @@ def run_attempt(attempt: Attempt[Any]) -> Wake | None:
     counts_run = not attempt.COUNTS_CALL or (
         event == FAILURE and attempt.falls_back and isinstance(attempt.error, Exception)
     )
-    if seconds >= core.slow_call_duration and event in (SUCCESS, FAILURE):
+    if event in (SUCCESS, FAILURE) and is_slow(seconds, core.slow_call_duration):
         core.finish_slow(event, admission, end, seconds, RUN if counts_run else BOTH)
     elif event == FAILURE:
         core.fail(admission, end, seconds, RUN if counts_run else BOTH)
