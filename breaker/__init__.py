@@ -41,10 +41,12 @@ from ._core.errors import (
 from ._core.events import Event, State
 from ._core.latency import PERCENTILES, Histogram, LatencyStatistics
 from ._core.metrics import CallResult, Collector, CollectorFactory
+from ._core.outcome import retryable
 from ._core.settings import UNSET, CommandConfig, Settings
 from ._core.statistics import CircuitStatistics, FleetView
 from ._decorator import command
 from ._loading import ConfigError
+from ._run.permit import Permit, acquire, acquire_async, fall_back, fall_back_async
 
 __all__ = [
     "BOUNDS",
@@ -67,8 +69,11 @@ __all__ = [
     "Histogram",
     "LatencyStatistics",
     "MaxConcurrencyError",
+    "Permit",
     "Settings",
     "State",
+    "acquire",
+    "acquire_async",
     "circuits",
     "command",
     "configure",
@@ -78,6 +83,8 @@ __all__ = [
     "configure_from",
     "do",
     "do_async",
+    "fall_back",
+    "fall_back_async",
     "flush",
     "get_circuit",
     "get_settings",
@@ -86,6 +93,7 @@ __all__ = [
     "register_collector",
     "remove_state_listener",
     "reset_defaults",
+    "retryable",
 ]
 
 __version__ = "0.1.0"

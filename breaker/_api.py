@@ -41,15 +41,24 @@ L = TypeVar("L", bound=Listener)
 F = TypeVar("F", bound=CollectorFactory)
 
 
-def configure_command(name: str, config: CommandConfig) -> None:
+def configure_command(name: str, config: CommandConfig, *, replace: bool = True) -> bool:
     """Set the config of command ``name``, replacing any earlier one; unset fields inherit the defaults.
 
     A live circuit applies it at once (tickets included) and keeps its counts.
 
+    Args:
+        name: The command.
+        config: Its config.
+        replace: False: a command that has a config of its own keeps it (a library's default that the
+            application's own configuration wins over, whichever runs first).
+
+    Returns:
+        Whether ``config`` was set (False only with ``replace`` False).
+
     Raises:
         TypeError, ValueError: A bad name or config (nothing is applied).
     """
-    _registry.current.configure({check_name(name): config})
+    return bool(_registry.current.configure({check_name(name): config}, replace=replace))
 
 
 def configure(configs: Mapping[str, CommandConfig]) -> None:

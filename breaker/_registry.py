@@ -220,14 +220,19 @@ class Registry:
         """The settings a command with no config of its own resolves to (the global defaults)."""
         return self._default_settings
 
-    def configure(self, configs: Mapping[str, CommandConfig]) -> None:
-        """Set the config of each command of ``configs``: all or nothing, live circuits included.
+    def configure(self, configs: Mapping[str, CommandConfig], *, replace: bool = True) -> list[str]:
+        """Set the config of each command of ``configs``: all or nothing, live circuits included. With ``replace``
+        False, a command that has a config of its own keeps it (decided under the lock: no race with another
+        configure).
+
+        Returns:
+            The names whose config was set.
 
         Raises:
             TypeError, ValueError: A bad name or config, or settings that do not fit together (nothing changed).
             Exception: Whatever applying to a live circuit raised (the registry's clock): the change was undone.
         """
-        self._change(None, checked_configs(configs, "configure()"))
+        return self._change(None, checked_configs(configs, "configure()"), replace=replace)
 
     def configure_defaults(self, config: CommandConfig) -> None:
         """Make ``config`` the global defaults: all or nothing, live circuits included (see `configure`)."""
@@ -245,11 +250,16 @@ class Registry:
             check_config(defaults, "the defaults")
         self._change(defaults, checked_configs(configs, "configure_all()"))
 
-    def _change(self, defaults: CommandConfig | None, configs: dict[str, CommandConfig]) -> None:
-        """Lay ``configs`` (checked) over the commands' configs and, unless None, make ``defaults`` the global
-        defaults; resolve every `Settings` that changes, then apply them to the live circuits (undone if that fails)."""
+    def _change(
+        self, defaults: CommandConfig | None, configs: dict[str, CommandConfig], *, replace: bool = True
+    ) -> list[str]:
+        """Lay ``configs`` (checked) over the commands' configs (with ``replace`` False, only over commands that
+        have none) and, unless None, make ``defaults`` the global defaults; resolve every `Settings` that changes,
+        then apply them to the live circuits (undone if that fails). Returns the names whose config was set."""
         with self._configuring:  # one change at a time, in order (see __init__)
             with self._lock:  # settings and circuits change together; nothing changes unless all resolve
+                if not replace:
+                    configs = {name: config for name, config in configs.items() if name not in self._configs}
                 before = self._snapshot()
                 merged = {**self._configs, **configs}
                 if defaults is None:  # the defaults stay: only the named commands resolve again
@@ -266,6 +276,7 @@ class Registry:
                 self._configs = merged
                 self._settings = settings
             self._apply(changed, before)
+        return list(configs)
 
     def _snapshot(self) -> tuple[CommandConfig, Settings, dict[str, CommandConfig], dict[str, Settings]]:
         """The configuration as it is (under the lock): what an undone change restores. Its dicts are never

@@ -12,10 +12,11 @@ configuration and error type: the only thing this pure module reports, through t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import TYPE_CHECKING, Final
 
-from .errors import CircuitOpenError, FailedResultError, MaxConcurrencyError
+from .errors import CircuitOpenError, FailedResultError, FallbackError, MaxConcurrencyError
 from .events import BAD_REQUEST, FAILURE, REJECTED, SHORT_CIRCUIT, SUCCESS, TIMEOUT
 from .inline import inline
 
@@ -33,8 +34,10 @@ __all__ = [
     "in_time",
     "is_ignored",
     "is_slow",
+    "mark_bad_request",
     "raised_event",
     "refusal",
+    "retryable",
     "returned_event",
 ]
 
@@ -116,12 +119,60 @@ def raised_event(
     such as `KeyboardInterrupt` is a failure, however late).
     """
     if ignored and is_ignored(error, ignored):
+        mark_bad_request(error)
         event = BAD_REQUEST
     elif expired or (not in_time(seconds, timeout) and isinstance(error, Exception)):
         event = TIMEOUT
     else:
         event = FAILURE
     return event
+
+
+#: The attribute `mark_bad_request` sets on an error, which `retryable` reads.
+BAD_REQUEST_MARK: Final = "__breaker_bad_request__"
+
+
+def mark_bad_request(error: BaseException) -> None:
+    """Mark ``error`` as a bad request (one of its command's ``ignored_exceptions``), so that `retryable` can tell
+    without knowing the command. An error that takes no attribute stays unmarked."""
+    # A __setattr__ of its own may refuse: `retryable` then says True for it, as for a failure.
+    with contextlib.suppress(Exception):
+        setattr(error, BAD_REQUEST_MARK, True)
+
+
+def retryable(error: BaseException) -> bool:
+    """Whether retrying the call that raised ``error`` could help: True for a run's failure or timeout.
+
+    False for `CircuitOpenError` and `MaxConcurrencyError` (the breaker refused the call: a retry now would be
+    refused too, and would only add load), for a bad request (an error that was one of its command's
+    ``ignored_exceptions``, or an HTTP status error with a 4xx status other than 429), and for a `BaseException`
+    that is not an `Exception` (`KeyboardInterrupt`, a cancellation). A `FallbackError` is judged by the run's
+    error. An HTTP status error (httpx's ``HTTPStatusError``, requests' ``HTTPError``, aiohttp's
+    ``ClientResponseError``) is retryable when its status is 5xx or 429.
+
+    Args:
+        error: What a call through the breaker raised.
+    """
+    if isinstance(error, FallbackError):
+        error = error.run_error
+    if not isinstance(error, Exception) or isinstance(error, (CircuitOpenError, MaxConcurrencyError)):
+        return False
+    if getattr(error, BAD_REQUEST_MARK, False) is True:
+        return False
+    status = _http_status(error)
+    return status is None or status >= 500 or status == 429
+
+
+def _http_status(error: Exception) -> int | None:
+    """The HTTP status an HTTP client's status error carries (httpx, requests, aiohttp), or None."""
+    try:
+        status = getattr(error, "status", None)  # aiohttp.ClientResponseError
+        if status is None:
+            response = getattr(error, "response", None)  # httpx.HTTPStatusError, requests.HTTPError
+            status = getattr(response, "status_code", None)
+    except Exception:  # a property that raises (httpx's .request when unset): no status to go by
+        return None
+    return status if type(status) is int else None
 
 
 logger = logging.getLogger("breaker")

@@ -23,7 +23,15 @@ from breaker._core.errors import CircuitOpenError, FailedResultError, MaxConcurr
 from breaker._core.events import BAD_REQUEST, CANCELLED, FAILURE, SUCCESS, TIMEOUT
 from breaker._core.latency import BOTH, RUN
 from breaker._core.lockfree import NOT_DONE, SETTLE, Tally, claim
-from breaker._core.outcome import ADMITTED, Admission, SHORT_CIRCUITED, UNDECIDED, failed_result, is_ignored
+from breaker._core.outcome import (
+    ADMITTED,
+    Admission,
+    SHORT_CIRCUITED,
+    UNDECIDED,
+    failed_result,
+    is_ignored,
+    mark_bad_request,
+)
 from breaker._registry import check_callable
 from breaker._run.aio import (
     COROUTINE,
@@ -192,6 +200,7 @@ def do(name: str, run: Callable[[], T], fallback: Callable[[Exception], T] | Non
         seconds = end - call_start
         raised_event_ignored = core.ignored
         if raised_event_ignored and is_ignored(call_error, raised_event_ignored):
+            mark_bad_request(call_error)
             event = BAD_REQUEST
         elif not seconds <= core.timeout and isinstance(call_error, Exception):
             event = TIMEOUT
@@ -409,6 +418,7 @@ def sync_wrapper(name: str, fn: Callable[P, T], fallback: Fallback[T] | None) ->
             seconds = end - call_start
             raised_event_ignored = engine.ignored
             if raised_event_ignored and is_ignored(call_error, raised_event_ignored):
+                mark_bad_request(call_error)
                 event = BAD_REQUEST
             elif not seconds <= engine.timeout and isinstance(call_error, Exception):
                 event = TIMEOUT
@@ -520,6 +530,7 @@ def work_in_thread(attempt: Attempt[Any]) -> Wake | None:
         raised_event_seconds = end - begin
         raised_event_ignored = core.ignored
         if raised_event_ignored and is_ignored(error, raised_event_ignored):
+            mark_bad_request(error)
             event = BAD_REQUEST
         elif not raised_event_seconds <= math.inf and isinstance(error, Exception):
             event = TIMEOUT
@@ -703,6 +714,7 @@ async def do_async(
         expired = deadline is not None and deadline.expired()
         raised_event_ignored = core.ignored
         if raised_event_ignored and is_ignored(error, raised_event_ignored):
+            mark_bad_request(error)
             event = BAD_REQUEST
         elif expired or (not seconds <= timeout and isinstance(error, Exception)):
             event = TIMEOUT
@@ -856,6 +868,7 @@ def async_wrapper(
             expired = deadline is not None and deadline.expired()
             raised_event_ignored = engine.ignored
             if raised_event_ignored and is_ignored(error, raised_event_ignored):
+                mark_bad_request(error)
                 event = BAD_REQUEST
             elif expired or (not seconds <= timeout and isinstance(error, Exception)):
                 event = TIMEOUT

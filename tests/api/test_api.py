@@ -70,10 +70,11 @@ def release() -> Iterator[threading.Event]:
 EXPECTED_ALL = [  # sorted
     "BOUNDS", "CallResult", "Circuit", "CircuitError", "CircuitOpenError", "CircuitStatistics", "Collector",
     "CollectorFactory", "CommandConfig", "CommandTimeoutError", "ConfigError", "Event", "FailedResultError",
-    "FallbackError", "FleetView", "Histogram", "LatencyStatistics", "MaxConcurrencyError", "PERCENTILES", "Settings",
-    "State", "UNSET", "circuits", "command", "configure", "configure_command", "configure_defaults",
-    "configure_fleet", "configure_from", "do", "do_async", "flush", "get_circuit", "get_settings", "go",
-    "on_state_change", "register_collector", "remove_state_listener", "reset_defaults",
+    "FallbackError", "FleetView", "Histogram", "LatencyStatistics", "MaxConcurrencyError", "PERCENTILES", "Permit",
+    "Settings", "State", "UNSET", "acquire", "acquire_async", "circuits", "command", "configure", "configure_command",
+    "configure_defaults", "configure_fleet", "configure_from", "do", "do_async", "fall_back", "fall_back_async",
+    "flush", "get_circuit", "get_settings", "go", "on_state_change", "register_collector", "remove_state_listener",
+    "reset_defaults", "retryable",
 ]
 # fmt: on
 
