@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Final, Generic, TypeVar
+from typing import Final, Generic, TypeVar, cast
 
 from ._api import configure_command, get_settings
 from ._core.errors import CircuitOpenError, FailedResultError, MaxConcurrencyError
@@ -30,7 +30,16 @@ from ._core.settings import CommandConfig
 from ._registry import check_name
 from ._run.permit import Permit, acquire, acquire_async, fall_back, fall_back_async
 
-__all__ = ["DEFAULT_PORTS", "Classify", "Ending", "Exchange", "Policy", "classify_status", "origin_name"]
+__all__ = [
+    "DEFAULT_PORTS",
+    "AsyncFallback",
+    "Classify",
+    "Ending",
+    "Exchange",
+    "Policy",
+    "classify_status",
+    "origin_name",
+]
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
@@ -40,6 +49,8 @@ Resp = TypeVar("Resp")
 Classify = Callable[[Resp | None, BaseException | None], Event | None]
 #: ``fallback(error, request)``: the response a failed, timed-out or refused exchange is answered with.
 Fallback = Callable[[BaseException, Req], Resp]
+#: The same for an async client, which may also return an awaitable of the response.
+AsyncFallback = Callable[[BaseException, Req], Resp | Awaitable[Resp]]
 
 DEFAULT_PORTS: Final = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 _REFUSALS: Final = (CircuitOpenError, MaxConcurrencyError)
@@ -88,7 +99,7 @@ class Policy(Generic[Req, Resp]):
         name: str | Callable[[Req], str] | None,
         config: CommandConfig | None,
         classify: Classify[Resp] | None,
-        fallback: Fallback[Req, Resp] | None,
+        fallback: AsyncFallback[Req, Resp] | None,
         origin: Callable[[Req], tuple[str, str, int | None]],
         status: Callable[[Resp], int],
         timeouts: tuple[type[BaseException], ...],
@@ -225,7 +236,7 @@ class Exchange(Generic[Req, Resp]):
         except _REFUSALS as refused:
             if policy.fallback is None:
                 raise
-            return fall_back(name, refused, policy.fallback, request)
+            return fall_back(name, refused, cast(Fallback[Req, Resp], policy.fallback), request)
         try:
             response = send(request)
         except BaseException as error:
@@ -235,7 +246,7 @@ class Exchange(Generic[Req, Resp]):
                 raise broken from error
             if policy.fallback is None or event not in _ANSWERED_BY_FALLBACK or not isinstance(error, Exception):
                 raise
-            return fall_back(name, error, policy.fallback, request)
+            return fall_back(name, error, cast(Fallback[Req, Resp], policy.fallback), request)
         event, broken = _judged(policy, name, response, None)
         if broken is not None:
             try:
@@ -248,7 +259,9 @@ class Exchange(Generic[Req, Resp]):
                 self.close(response)
             finally:
                 permit.end(event)
-            return fall_back(name, FailedResultError(name, response), policy.fallback, request)
+            return fall_back(
+                name, FailedResultError(name, response), cast(Fallback[Req, Resp], policy.fallback), request
+            )
         return self.attach(response, Ending(policy, name, permit, event))
 
     async def send_async(self, request: Req, send: Callable[[Req], Awaitable[Resp]]) -> Resp:

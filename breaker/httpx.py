@@ -24,7 +24,7 @@ from types import TracebackType
 import httpx
 
 from ._core.settings import CommandConfig
-from ._http import Classify, Ending, Exchange, Fallback, Policy
+from ._http import AsyncFallback, Classify, Ending, Exchange, Fallback, Policy
 
 __all__ = ["AsyncTransport", "Transport"]
 
@@ -42,7 +42,7 @@ def _policy(
     name: str | Callable[[httpx.Request], str] | None,
     config: CommandConfig | None,
     classify: Classify[httpx.Response] | None,
-    fallback: Fallback[httpx.Request, httpx.Response] | None,
+    fallback: AsyncFallback[httpx.Request, httpx.Response] | None,
 ) -> Policy[httpx.Request, httpx.Response]:
     return Policy(
         name=name,
@@ -169,7 +169,7 @@ class AsyncTransport(httpx.AsyncBaseTransport):
         *,
         name: str | Callable[[httpx.Request], str] | None = None,
         config: CommandConfig | None = None,
-        fallback: Fallback[httpx.Request, httpx.Response] | None = None,
+        fallback: AsyncFallback[httpx.Request, httpx.Response] | None = None,
         classify: Classify[httpx.Response] | None = None,
     ) -> None:
         if transport is not None and not isinstance(transport, httpx.AsyncBaseTransport):

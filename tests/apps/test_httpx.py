@@ -1,0 +1,267 @@
+"""`breaker.httpx`: httpx clients whose requests go through one command per origin, against a real server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from http_servers import WAIT, Dependency, dependency, refused_url
+
+import breaker
+import breaker.httpx
+from breaker import CircuitOpenError, CommandConfig, Event, FailedResultError, MaxConcurrencyError, State
+
+
+@pytest.fixture
+def server() -> Iterator[Dependency]:
+    with dependency() as running:
+        yield running
+
+
+def origin(server: Dependency) -> str:
+    return f"http:127.0.0.1:{server.port}"
+
+
+def counted(name: str) -> dict[str, int]:
+    """The events counted since creation that are not zero."""
+    return {event: n for event, n in breaker.get_circuit(name)[0].statistics().cumulative.items() if n}
+
+
+def active(name: str) -> int:
+    return breaker.get_circuit(name)[0].statistics().active
+
+
+def client(**options: Any) -> httpx.Client:
+    return httpx.Client(transport=breaker.httpx.Transport(**options), timeout=WAIT)
+
+
+def test_responses_are_counted_by_status(server: Dependency) -> None:
+    """2xx success, 5xx and 429 failure (returned unchanged), other 4xx bad request; one command per origin."""
+    with client(config=CommandConfig(force_closed=True)) as http:  # three failures must not trip it
+        statuses = [http.get(f"{server.url}/status/{code}").status_code for code in (200, 204, 500, 503, 429, 404)]
+    assert statuses == [200, 204, 500, 503, 429, 404]
+    assert counted(origin(server)) == {"success": 2, "failure": 3, "bad-request": 1}
+    assert active(origin(server)) == 0
+
+
+def test_a_refused_connection_is_a_failure() -> None:
+    """A connection error is counted as a failure and raised as httpx raises it."""
+    url = refused_url()
+    with client() as http, pytest.raises(httpx.ConnectError):
+        http.get(url)
+    assert counted(url.replace("http://", "http:")) == {"failure": 1}
+
+
+def test_the_clients_timeout_is_the_commands_timeout(server: Dependency) -> None:
+    """httpx's own read timeout is counted as the command's timeout event, and raised unchanged."""
+    with (
+        httpx.Client(transport=breaker.httpx.Transport(), timeout=httpx.Timeout(WAIT, read=0.05)) as http,
+        pytest.raises(httpx.ReadTimeout),
+    ):
+        http.get(f"{server.url}/slow-headers")
+    assert counted(origin(server)) == {"timeout": 1}
+
+
+def test_an_open_circuit_keeps_requests_in_the_process(server: Dependency) -> None:
+    """Once the circuit opens, requests raise CircuitOpenError (with retry_after) and never reach the server."""
+    config = CommandConfig(request_volume_threshold=3, sleep_window=30.0)
+    with client(config=config) as http:
+        for _ in range(3):
+            assert http.get(f"{server.url}/status/503").status_code == 503
+        assert breaker.get_circuit(origin(server))[0].state is State.OPEN
+        with pytest.raises(CircuitOpenError) as raised:
+            http.get(f"{server.url}/status/200")
+    assert 0 < raised.value.retry_after <= 30.0
+    assert server.hits == {"/status/503": 3}
+
+
+def test_a_fallback_answers_failures_and_refusals_but_not_bad_requests(server: Dependency) -> None:
+    """The fallback gets (error, request): FailedResultError holding a 5xx response, the client's error, the
+    refusal; a 404 is returned as it is."""
+    seen: list[tuple[type[BaseException], str]] = []
+
+    def fallback(error: BaseException, request: httpx.Request) -> httpx.Response:
+        seen.append((type(error), request.url.path))
+        if isinstance(error, FailedResultError):
+            assert isinstance(error.result, httpx.Response)
+            assert error.result.status_code == 503
+            assert error.result.is_closed
+        return httpx.Response(200, text="from the fallback")
+
+    with (
+        client(fallback=fallback, config=CommandConfig(max_concurrent_requests=1)) as http,
+        httpx.Client(transport=breaker.httpx.Transport(fallback=fallback), timeout=0.05) as impatient,
+    ):
+        assert http.get(f"{server.url}/status/503").text == "from the fallback"
+        assert http.get(f"{server.url}/status/404").status_code == 404
+        assert impatient.get(f"{server.url}/slow-headers").text == "from the fallback"
+        with http.stream("GET", f"{server.url}/status/200") as held:  # holds the only ticket
+            assert http.get(f"{server.url}/status/200").text == "from the fallback"
+            held.read()
+    assert seen == [
+        (FailedResultError, "/status/503"),
+        (httpx.ReadTimeout, "/slow-headers"),
+        (MaxConcurrencyError, "/status/200"),
+    ]
+    assert counted(origin(server)) == {
+        "failure": 1,
+        "bad-request": 1,
+        "timeout": 1,
+        "rejected": 1,
+        "success": 1,
+        "fallback-success": 3,
+    }
+
+
+def test_a_streamed_response_holds_its_ticket_until_closed(server: Dependency) -> None:
+    """The ticket is held while a streamed body is open, and given back, once, when it is closed."""
+    name = "streamed"
+    with client(name=name, config=CommandConfig(max_concurrent_requests=1)) as http:
+        with http.stream("GET", f"{server.url}/stream") as response:
+            assert active(name) == 1
+            with pytest.raises(MaxConcurrencyError):
+                http.get(f"{server.url}/status/200")
+            assert counted(name) == {"rejected": 1}  # the stream's call has not ended yet
+        assert active(name) == 0
+        assert response.is_closed
+    assert counted(name) == {"rejected": 1, "success": 1}
+
+
+def test_a_body_read_to_its_end_gives_the_ticket_back(server: Dependency) -> None:
+    """Reading a streamed body to its end ends the call before the response is closed."""
+    name = "read-through"
+    server.release.set()
+    with client(name=name) as http, http.stream("GET", f"{server.url}/stream") as response:
+        assert list(response.iter_lines()) == ["chunk 0", "chunk 1", "chunk 2"]
+        assert active(name) == 0
+        assert counted(name) == {"success": 1}
+    assert counted(name) == {"success": 1}
+
+
+def test_a_body_that_breaks_is_a_failure_counted_once(server: Dependency) -> None:
+    """A response whose body breaks mid-read is one failure, whatever its status said."""
+    with client() as http, pytest.raises(httpx.RemoteProtocolError):
+        http.get(f"{server.url}/broken")
+    assert counted(origin(server)) == {"failure": 1}
+    assert active(origin(server)) == 0
+
+
+def test_name_and_config(server: Dependency) -> None:
+    """``name`` as a str or a callable picks the command; ``config`` applies only where none was set."""
+    breaker.configure_command("configured", CommandConfig(timeout=7.0))
+    with (
+        client(name="configured", config=CommandConfig(timeout=2.0)) as fixed,
+        client(name=lambda request: f"path:{request.url.path}", config=CommandConfig(timeout=3.0)) as by_path,
+    ):
+        fixed.get(f"{server.url}/status/200")
+        by_path.get(f"{server.url}/status/201")
+    assert counted("configured") == {"success": 1}
+    assert counted("path:/status/201") == {"success": 1}
+    assert breaker.get_settings("configured").timeout == 7.0
+    assert breaker.get_settings("path:/status/201").timeout == 3.0
+
+
+def test_classify_overrides_the_default_rule(server: Dependency) -> None:
+    """``classify`` decides an exchange's event; None leaves it to the default rule."""
+
+    def classify(response: httpx.Response | None, error: BaseException | None) -> Event | None:
+        if response is not None and response.status_code == 404:
+            return Event.FAILURE
+        return None
+
+    with client(classify=classify) as http:
+        http.get(f"{server.url}/status/404")
+        http.get(f"{server.url}/status/200")
+    assert counted(origin(server)) == {"failure": 1, "success": 1}
+
+
+def test_bad_arguments_are_refused_up_front() -> None:
+    """A wrong transport, name, config, fallback or classify raises TypeError naming it."""
+    with pytest.raises(TypeError, match="transport"):
+        breaker.httpx.Transport(httpx.AsyncHTTPTransport())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="name"):
+        breaker.httpx.Transport(name=3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="config"):
+        breaker.httpx.Transport(config={"timeout": 1})  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="fallback"):
+        breaker.httpx.AsyncTransport(fallback="no")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="name"):
+        breaker.httpx.Transport(name="")
+
+
+# -- async ----------------------------------------------------------------------------------------------------------
+
+
+def test_async_client_counts_and_holds_tickets_like_the_sync_one(server: Dependency) -> None:
+    """AsyncTransport: statuses counted, a stream holds its ticket until closed, an open circuit refuses."""
+    name = origin(server)
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient(
+            transport=breaker.httpx.AsyncTransport(
+                config=CommandConfig(request_volume_threshold=6, error_percent_threshold=60)  # trips at the 4th 500
+            ),
+            timeout=WAIT,
+        ) as http:
+            assert (await http.get(f"{server.url}/status/200")).status_code == 200
+            assert (await http.get(f"{server.url}/status/404")).status_code == 404
+            async with http.stream("GET", f"{server.url}/stream") as response:
+                assert active(name) == 1
+                server.release.set()
+                assert [line async for line in response.aiter_lines()] == ["chunk 0", "chunk 1", "chunk 2"]
+            assert active(name) == 0
+            for _ in range(4):
+                await http.get(f"{server.url}/status/500")
+            with pytest.raises(CircuitOpenError):
+                await http.get(f"{server.url}/status/200")
+
+    asyncio.run(scenario())
+    assert counted(name) == {"success": 2, "bad-request": 1, "failure": 4, "short-circuit": 1}
+    assert server.hits["/status/200"] == 1
+
+
+def test_async_fallback_may_be_a_coroutine(server: Dependency) -> None:
+    """An async fallback is awaited; its answer is the client's response."""
+
+    async def fallback(error: BaseException, request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, text=f"fallback for {type(error).__name__}")
+
+    async def scenario() -> str:
+        async with httpx.AsyncClient(transport=breaker.httpx.AsyncTransport(fallback=fallback)) as http:
+            return (await http.get(f"{server.url}/status/502")).text
+
+    assert asyncio.run(scenario()) == "fallback for FailedResultError"
+    assert counted(origin(server)) == {"failure": 1, "fallback-success": 1}
+
+
+def test_a_cancelled_request_gives_its_ticket_back(server: Dependency) -> None:
+    """A task cancelled while its request hangs ends the call as cancelled, its ticket back."""
+    name = origin(server)
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient(transport=breaker.httpx.AsyncTransport(), timeout=WAIT) as http:
+            request = asyncio.ensure_future(http.get(f"{server.url}/hang"))
+            for _ in range(1000):
+                if server.hits["/hang"]:
+                    break
+                await asyncio.sleep(0.001)
+            assert active(name) == 1
+            request.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await request
+
+    asyncio.run(scenario())
+    assert counted(name) == {"cancelled": 1}
+    assert active(name) == 0
+
+
+def test_retryable_follows_the_status_of_raise_for_status(server: Dependency) -> None:
+    """``breaker.retryable``: an HTTPStatusError with 503 or 429 is worth retrying, 404 is not."""
+    with client() as http:
+        for code, expected in ((503, True), (429, True), (404, False)):
+            with pytest.raises(httpx.HTTPStatusError) as raised:
+                http.get(f"{server.url}/status/{code}").raise_for_status()
+            assert breaker.retryable(raised.value) is expected
