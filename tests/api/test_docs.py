@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import runpy
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from http_servers import dependency
 
 if TYPE_CHECKING:
     from redis_support import RedisServer
@@ -22,12 +24,17 @@ EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 @pytest.mark.parametrize("source", README_BLOCKS, ids=[f"readme-block-{i}" for i in range(len(README_BLOCKS))])
 def test_readme_python_blocks_run(source: str, request: pytest.FixtureRequest) -> None:
     """Every python block of the README runs as written, against a fresh registry (and a real redis-server for the
-    blocks that name ``REDIS_PORT``)."""
+    blocks that name ``REDIS_PORT``, a real HTTP dependency for those that name ``DEPENDENCY_URL``)."""
     names: dict[str, object] = {"__name__": "__readme__"}
     if "REDIS_PORT" in source:
         server: RedisServer = request.getfixturevalue("redis_server")
         names["REDIS_PORT"] = server.port
-    exec(compile(source, "README.md", "exec"), names)
+    with contextlib.ExitStack() as stack:
+        if "DEPENDENCY_URL" in source:
+            running = stack.enter_context(dependency())
+            names["DEPENDENCY_URL"] = running.url
+            names["DEPENDENCY_PORT"] = running.port
+        exec(compile(source, "README.md", "exec"), names)
 
 
 def test_readme_has_blocks() -> None:
