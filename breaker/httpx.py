@@ -21,7 +21,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterator
 from types import TracebackType
 
-import httpx
+try:
+    import httpx
+except ImportError as error:  # pragma: no cover - tests/api/test_extras.py runs this in a subprocess
+    raise ImportError(
+        "breaker.httpx needs httpx, which is not installed: install the extra with `pip install 'breaker[httpx]'`",
+        name=error.name,
+    ) from error
 
 from ._core.settings import CommandConfig
 from ._http import AsyncFallback, Classify, Ending, Exchange, Fallback, Policy
