@@ -20,6 +20,7 @@ an error propagates unchanged. This module uses the public API only.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Final, Generic, TypeVar, cast
 
@@ -51,6 +52,8 @@ Classify = Callable[[Resp | None, BaseException | None], Event | None]
 Fallback = Callable[[BaseException, Req], Resp]
 #: The same for an async client, which may also return an awaitable of the response.
 AsyncFallback = Callable[[BaseException, Req], Resp | Awaitable[Resp]]
+
+logger = logging.getLogger("breaker")
 
 DEFAULT_PORTS: Final = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 _REFUSALS: Final = (CircuitOpenError, MaxConcurrencyError)
@@ -262,7 +265,16 @@ class Exchange(Generic[Req, Resp]):
             return fall_back(
                 name, FailedResultError(name, response), cast(Fallback[Req, Resp], policy.fallback), request
             )
-        return self.attach(response, Ending(policy, name, permit, event))
+        try:
+            return self.attach(response, Ending(policy, name, permit, event))
+        except BaseException:
+            try:
+                self.close(response)
+            except Exception:  # the error raised is attach's; this one is logged
+                logger.exception("closing a response that could not be followed failed")
+            finally:
+                permit.end(Event.FAILURE)  # a response that cannot be followed: its call fails
+            raise
 
     async def send_async(self, request: Req, send: Callable[[Req], Awaitable[Resp]]) -> Resp:
         """``await send(request)`` through the request's command; never blocks the event loop."""
@@ -297,7 +309,16 @@ class Exchange(Generic[Req, Resp]):
             finally:
                 await permit.end_async(event)
             return await fall_back_async(name, FailedResultError(name, response), policy.fallback, request)
-        return self.attach(response, Ending(policy, name, permit, event))
+        try:
+            return self.attach(response, Ending(policy, name, permit, event))
+        except BaseException:
+            try:
+                await _maybe_await(self.close(response))
+            except Exception:  # the error raised is attach's; this one is logged
+                logger.exception("closing a response that could not be followed failed")
+            finally:
+                await permit.end_async(Event.FAILURE)  # a response that cannot be followed: its call fails
+            raise
 
 
 def _judged(

@@ -265,3 +265,26 @@ def test_retryable_follows_the_status_of_raise_for_status(server: Dependency) ->
             with pytest.raises(httpx.HTTPStatusError) as raised:
                 http.get(f"{server.url}/status/{code}").raise_for_status()
             assert breaker.retryable(raised.value) is expected
+
+
+class _AsyncBody(httpx.AsyncByteStream):
+    async def __aiter__(self) -> Any:
+        yield b"never read"
+
+
+class _WrongStreamTransport(httpx.BaseTransport):
+    """A sync transport that (wrongly) answers with an async body."""
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, stream=_AsyncBody())
+
+
+def test_a_response_that_cannot_be_followed_fails_and_gives_its_ticket_back() -> None:
+    """A wrapped transport whose response body cannot be watched: TypeError, one failure, the ticket back."""
+    with (
+        httpx.Client(transport=breaker.httpx.Transport(_WrongStreamTransport(), name="wrong")) as http,
+        pytest.raises(TypeError, match="async stream"),
+    ):
+        http.get("http://127.0.0.1:9/")
+    assert counted("wrong") == {"failure": 1}
+    assert active("wrong") == 0
