@@ -100,7 +100,8 @@ class Permit:
             True if this call ended the permit; False if it had been ended already (nothing is done).
 
         Raises:
-            TypeError, ValueError: ``event`` or ``seconds`` is not one of those (nothing is done).
+            TypeError: ``event`` is not a `breaker.Event` (nothing is done).
+            ValueError: ``event`` is not one of those, or ``seconds`` is not a finite number >= 0 (nothing is done).
         """
         slot = _slot(event)
         now = self._core.clock()
@@ -197,7 +198,9 @@ class Permit:
 
 
 def _slot(event: object) -> int:
-    slot = _ENDINGS.get(event) if isinstance(event, Event) else None
+    if not isinstance(event, Event):
+        raise TypeError(f"a permit ends with a breaker.Event, got {type(event).__name__} {event!r}")
+    slot = _ENDINGS.get(event)
     if slot is None:
         raise ValueError(f"a permit ends with Event.SUCCESS, FAILURE, TIMEOUT, BAD_REQUEST or CANCELLED, got {event!r}")
     return slot

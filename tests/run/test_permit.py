@@ -98,11 +98,22 @@ def test_a_permit_ends_with_the_event_it_is_given(event: Event, key: str) -> Non
     assert stats().active == 0
 
 
-@pytest.mark.parametrize("event", [Event.SHORT_CIRCUIT, Event.REJECTED, Event.SLOW, "success", None, 0], ids=repr)
-def test_a_permit_refuses_an_event_a_run_cannot_end_with(event: Any) -> None:
-    """An event that is no run's end is refused with a ValueError naming it; the permit stays open."""
+@pytest.mark.parametrize(
+    ("event", "error"),
+    [
+        (Event.SHORT_CIRCUIT, ValueError),
+        (Event.REJECTED, ValueError),
+        (Event.SLOW, ValueError),
+        ("success", TypeError),
+        (None, TypeError),
+        (0, TypeError),
+    ],
+    ids=repr,
+)
+def test_a_permit_refuses_an_event_a_run_cannot_end_with(event: Any, error: type[Exception]) -> None:
+    """An event that is no run's end is refused with an error naming it; the permit stays open."""
     permit = breaker.acquire(NAME)
-    with pytest.raises(ValueError, match="a permit ends with"):
+    with pytest.raises(error, match="a permit ends with"):
         permit.end(event)
     assert not permit.ended
     assert stats().active == 1
