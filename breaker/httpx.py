@@ -45,19 +45,23 @@ def _status(response: httpx.Response) -> int:
 
 
 def _policy(
+    client: str,
     name: str | Callable[[httpx.Request], str] | None,
     config: CommandConfig | None,
     classify: Classify[httpx.Response] | None,
     fallback: AsyncFallback[httpx.Request, httpx.Response] | None,
 ) -> Policy[httpx.Request, httpx.Response]:
     return Policy(
+        client=client,
         name=name,
         config=config,
         classify=classify,
         fallback=fallback,
         origin=_origin,
         status=_status,
+        response_type=httpx.Response,
         timeouts=(httpx.TimeoutException,),
+        local=(httpx.PoolTimeout,),  # no connection of the client's pool was free: the request never left
     )
 
 
@@ -108,7 +112,10 @@ def _attach(response: httpx.Response, ending: Ending) -> httpx.Response:
     stream = response.stream
     if not isinstance(stream, httpx.SyncByteStream):
         raise TypeError(f"the wrapped transport returned a response with an async stream: {stream!r}")
-    response.stream = _Stream(stream, ending)
+    if response.is_closed:  # read already (a mock or caching transport): httpx will not close it again
+        ending.done()
+    else:
+        response.stream = _Stream(stream, ending)
     return response
 
 
@@ -116,7 +123,10 @@ def _attach_async(response: httpx.Response, ending: Ending) -> httpx.Response:
     stream = response.stream
     if not isinstance(stream, httpx.AsyncByteStream):
         raise TypeError(f"the wrapped transport returned a response with a sync stream: {stream!r}")
-    response.stream = _AsyncStream(stream, ending)
+    if response.is_closed:  # read already (a mock or caching transport): httpx will not close it again
+        ending.done_nowait()
+    else:
+        response.stream = _AsyncStream(stream, ending)
     return response
 
 
@@ -145,7 +155,9 @@ class Transport(httpx.BaseTransport):
         if transport is not None and not isinstance(transport, httpx.BaseTransport):
             raise TypeError(f"transport must be an httpx.BaseTransport, got {type(transport).__name__}")
         self.transport = httpx.HTTPTransport() if transport is None else transport
-        self._exchange = Exchange(_policy(name, config, classify, fallback), _attach, httpx.Response.close)
+        self._exchange = Exchange(
+            _policy("breaker.httpx.Transport", name, config, classify, fallback), _attach, httpx.Response.close
+        )
 
     def __repr__(self) -> str:
         return f"<breaker.httpx.Transport {self._exchange.policy!r} over {self.transport!r}>"
@@ -181,7 +193,11 @@ class AsyncTransport(httpx.AsyncBaseTransport):
         if transport is not None and not isinstance(transport, httpx.AsyncBaseTransport):
             raise TypeError(f"transport must be an httpx.AsyncBaseTransport, got {type(transport).__name__}")
         self.transport = httpx.AsyncHTTPTransport() if transport is None else transport
-        self._exchange = Exchange(_policy(name, config, classify, fallback), _attach_async, httpx.Response.aclose)
+        self._exchange = Exchange(
+            _policy("breaker.httpx.AsyncTransport", name, config, classify, fallback),
+            _attach_async,
+            httpx.Response.aclose,
+        )
 
     def __repr__(self) -> str:
         return f"<breaker.httpx.AsyncTransport {self._exchange.policy!r} over {self.transport!r}>"

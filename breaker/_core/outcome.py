@@ -157,7 +157,11 @@ def retryable(error: BaseException) -> bool:
         error = error.run_error
     if not isinstance(error, Exception) or isinstance(error, (CircuitOpenError, MaxConcurrencyError)):
         return False
-    if getattr(error, BAD_REQUEST_MARK, False) is True:
+    try:
+        marked = error.__dict__.get(BAD_REQUEST_MARK) is True  # the instance's own: no __getattr__ runs
+    except Exception:  # an error with no usable __dict__ was never marked
+        marked = False
+    if marked:
         return False
     status = _http_status(error)
     return status is None or status >= 500 or status == 429
@@ -172,7 +176,9 @@ def _http_status(error: Exception) -> int | None:
             status = getattr(response, "status_code", None)
     except Exception:  # a property that raises (httpx's .request when unset): no status to go by
         return None
-    return status if type(status) is int else None
+    if isinstance(status, int) and not isinstance(status, bool):  # an int, or an int enum such as HTTPStatus
+        return int(status)
+    return None
 
 
 logger = logging.getLogger("breaker")

@@ -81,6 +81,11 @@ class Permit:
         return self._core.name
 
     @property
+    def elapsed(self) -> float:
+        """Seconds since the call was admitted, on the registry's clock."""
+        return max(0.0, self._core.clock() - self.started)
+
+    @property
     def ended(self) -> bool:
         """Whether the call was ended (its event counted and its ticket given back)."""
         return not self._once
@@ -316,15 +321,21 @@ async def acquire_async(name: str) -> Permit:
     return Permit(core, admission, start)
 
 
+def _check_fallback(name: str, error: object, fallback: object) -> None:
+    check_callable("fallback", name, fallback)
+    if not isinstance(error, BaseException):
+        raise TypeError(f"command {name!r}: error must be the exception the call failed with, got {error!r}")
+
+
 def fall_back(name: str, error: BaseException, fallback: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Answer a call of ``name`` that failed with ``error`` (refused, failed, timed out) by its fallback, as
     `breaker.do` does: ``fallback(error, *args, **kwargs)``'s value, counted as ``fallback-success``.
 
     Raises:
         FallbackError: The fallback raised (counted as ``fallback-failure``); its error is the cause.
-        TypeError: ``fallback`` is not callable (nothing is counted).
+        TypeError: ``fallback`` is not callable, or ``error`` not an exception (nothing is counted).
     """
-    check_callable("fallback", name, fallback)
+    _check_fallback(name, error, fallback)
     return answer_with_fallback(_registry.current.engine(name), error, args, kwargs, fallback, None)
 
 
@@ -332,5 +343,5 @@ async def fall_back_async(
     name: str, error: BaseException, fallback: Callable[..., T | Awaitable[T]], *args: Any, **kwargs: Any
 ) -> T:
     """`fall_back` for a task: an async fallback is awaited; never blocks the loop."""
-    check_callable("fallback", name, fallback)
+    _check_fallback(name, error, fallback)
     return await answer_with_fallback_async(_registry.current.engine(name), error, args, kwargs, fallback, None)

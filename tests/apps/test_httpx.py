@@ -288,3 +288,203 @@ def test_a_response_that_cannot_be_followed_fails_and_gives_its_ticket_back() ->
         http.get("http://127.0.0.1:9/")
     assert counted("wrong") == {"failure": 1}
     assert active("wrong") == 0
+
+
+# -- responses the transport has read already, readers that stop early, dropped responses ---------------------------
+
+
+def test_a_response_read_by_the_transport_ends_its_call_at_once() -> None:
+    """A transport that returns a response already read (httpx.MockTransport, a cache) gives the ticket back."""
+    mock = httpx.MockTransport(lambda request: httpx.Response(200, json={"ok": True}))
+    with httpx.Client(
+        transport=breaker.httpx.Transport(mock, name="mocked", config=CommandConfig(max_concurrent_requests=1))
+    ) as http:
+        for _ in range(5):
+            assert http.get("http://dependency.test/").json() == {"ok": True}
+    assert counted("mocked") == {"success": 5}
+    assert active("mocked") == 0
+
+
+def test_an_async_response_read_by_the_transport_ends_its_call_at_once() -> None:
+    """The same for AsyncTransport."""
+    mock = httpx.MockTransport(lambda request: httpx.Response(503))
+
+    async def scenario() -> None:
+        transport = breaker.httpx.AsyncTransport(mock, name="mocked", config=CommandConfig(force_closed=True))
+        async with httpx.AsyncClient(transport=transport) as http:
+            for _ in range(5):
+                assert (await http.get("http://dependency.test/")).status_code == 503
+
+    asyncio.run(scenario())
+    assert counted("mocked") == {"failure": 5}
+    assert active("mocked") == 0
+
+
+def test_a_reader_that_stops_early_is_not_a_failure(server: Dependency) -> None:
+    """Breaking out of iter_lines, or sniffing one chunk, then closing: the response's own event, once."""
+    server.release.set()
+    with client(name="sniffer") as http:
+        for _ in range(3):
+            with http.stream("GET", f"{server.url}/stream") as response:
+                for _line in response.iter_lines():
+                    break
+        with http.stream("GET", f"{server.url}/stream") as response:
+            next(response.iter_bytes())
+    assert counted("sniffer") == {"success": 4}
+    assert active("sniffer") == 0
+
+
+def test_an_async_reader_that_stops_early_is_not_a_failure(server: Dependency) -> None:
+    """An async reader that breaks out and awaits before closing (the loop finalizes the generator meanwhile)."""
+    server.release.set()
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient(transport=breaker.httpx.AsyncTransport(name="sniffer"), timeout=WAIT) as http:
+            for _ in range(3):
+                async with http.stream("GET", f"{server.url}/stream") as response:
+                    async for _line in response.aiter_lines():
+                        break
+                    await asyncio.sleep(0.01)
+
+    asyncio.run(scenario())
+    assert counted("sniffer") == {"success": 3}
+    assert active("sniffer") == 0
+
+
+def test_a_dropped_response_gives_its_ticket_back_when_collected(server: Dependency) -> None:
+    """A streamed response never closed holds its ticket until it is garbage collected, then gives it back."""
+    import gc
+
+    with client(name="dropped") as http:
+        response = http.send(http.build_request("GET", f"{server.url}/status/200"), stream=True)
+        assert active("dropped") == 1
+        del response
+        gc.collect()
+    wait_until(lambda: active("dropped") == 0)
+    assert counted("dropped") == {"success": 1}
+
+
+def wait_until(condition: Any) -> None:
+    """Wait for a worker thread's step (end_nowait hands a locked step to one)."""
+    import threading
+
+    for _ in range(10_000):
+        if condition():
+            return
+        threading.Event().wait(0.001)
+    raise AssertionError("never happened")
+
+
+# -- what the policy refuses or counts differently ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("event", [Event.SHORT_CIRCUIT, Event.SLOW, Event.FALLBACK_SUCCESS, "failure"], ids=repr)
+def test_classify_must_return_an_ending_event(event: Any) -> None:
+    """A classify returning anything but an ending event raises TypeError; the call fails, its ticket back."""
+    mock = httpx.MockTransport(lambda request: httpx.Response(200))
+    transport = breaker.httpx.Transport(mock, name="classified", classify=lambda response, error: event)
+    with httpx.Client(transport=transport) as http, pytest.raises(TypeError, match="classify must return"):
+        http.get("http://dependency.test/")
+    assert counted("classified") == {"failure": 1}
+    assert active("classified") == 0
+
+
+def test_classify_raising_a_base_exception_still_ends_the_call() -> None:
+    """Even a KeyboardInterrupt from classify ends the call (a failure) before it propagates."""
+
+    def classify(response: httpx.Response | None, error: BaseException | None) -> Event | None:
+        raise KeyboardInterrupt
+
+    mock = httpx.MockTransport(lambda request: httpx.Response(200))
+    with (
+        httpx.Client(transport=breaker.httpx.Transport(mock, name="interrupted", classify=classify)) as http,
+        pytest.raises(KeyboardInterrupt),
+    ):
+        http.get("http://dependency.test/")
+    assert counted("interrupted") == {"failure": 1}
+    assert active("interrupted") == 0
+
+
+def test_a_response_after_the_commands_timeout_is_a_timeout(clock: Any) -> None:
+    """Headers that come after the command's timeout count as a timeout; the caller still gets the response,
+    unless a fallback answers it (with CommandTimeoutError)."""
+
+    def slow(request: httpx.Request) -> httpx.Response:
+        clock.advance(2.0)
+        return httpx.Response(200, text="late")
+
+    config = CommandConfig(timeout=1.0)
+    mock = httpx.MockTransport(slow)
+    seen: list[BaseException] = []
+
+    def fallback(error: BaseException, request: httpx.Request) -> httpx.Response:
+        seen.append(error)
+        return httpx.Response(200, text="fallback")
+
+    with (
+        httpx.Client(transport=breaker.httpx.Transport(mock, name="late", config=config)) as http,
+        httpx.Client(transport=breaker.httpx.Transport(mock, name="late", fallback=fallback)) as answered,
+    ):
+        assert http.get("http://dependency.test/").text == "late"
+        assert answered.get("http://dependency.test/").text == "fallback"
+    assert counted("late") == {"timeout": 2, "fallback-success": 1}
+    assert [type(error) for error in seen] == [breaker.CommandTimeoutError]
+
+
+def test_a_pool_timeout_is_not_the_dependencys_fault(server: Dependency) -> None:
+    """httpx's PoolTimeout (no free connection in the client) is counted as cancelled, never trips the circuit."""
+    inner = httpx.HTTPTransport(limits=httpx.Limits(max_connections=1))
+    transport = breaker.httpx.Transport(inner, name="pooled")
+    with httpx.Client(transport=transport, timeout=httpx.Timeout(WAIT, pool=0.01)) as http:
+        with http.stream("GET", f"{server.url}/stream"), pytest.raises(httpx.PoolTimeout):
+            http.get(f"{server.url}/status/200")
+        server.release.set()
+    assert counted("pooled") == {"cancelled": 1, "success": 1}
+
+
+def test_a_fallback_must_return_a_response(server: Dependency) -> None:
+    """A fallback returning something else than an httpx.Response is its failure: FallbackError from TypeError."""
+    with (
+        client(fallback=lambda error, request: "not a response") as http,
+        pytest.raises(breaker.FallbackError) as raised,
+    ):
+        http.get(f"{server.url}/status/503")
+    assert isinstance(raised.value.fallback_error, TypeError)
+    assert "must return a httpx.Response" in str(raised.value.fallback_error)
+    assert counted(origin(server)) == {"failure": 1, "fallback-failure": 1}
+
+
+def test_config_is_offered_again_in_a_new_registry() -> None:
+    """A module-level client's config reaches each registry it is used with (tests using isolated_registry)."""
+    from breaker.testing import isolated_registry
+
+    mock = httpx.MockTransport(lambda request: httpx.Response(200))
+    transport = breaker.httpx.Transport(mock, name="shared", config=CommandConfig(max_concurrent_requests=2))
+    with httpx.Client(transport=transport) as http:
+        for _ in range(2):
+            with isolated_registry():
+                http.get("http://dependency.test/")
+                assert breaker.get_settings("shared").max_concurrent_requests == 2
+
+
+def test_an_ignored_error_is_a_bad_request_and_not_retryable() -> None:
+    """An error in the command's ignored_exceptions is a bad request, marked so that retryable says False."""
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.UnsupportedProtocol("no such scheme")
+
+    breaker.configure_command("ignoring", CommandConfig(ignored_exceptions=(httpx.UnsupportedProtocol,)))
+    transport = breaker.httpx.Transport(httpx.MockTransport(refuse), name="ignoring")
+    with httpx.Client(transport=transport) as http, pytest.raises(httpx.UnsupportedProtocol) as raised:
+        http.get("http://dependency.test/")
+    assert counted("ignoring") == {"bad-request": 1}
+    assert breaker.retryable(raised.value) is False
+
+
+def test_the_async_transport_needs_asyncio() -> None:
+    """Driven by another event loop (trio), AsyncTransport says it needs asyncio, before anything is counted."""
+    transport = breaker.httpx.AsyncTransport(httpx.MockTransport(lambda request: httpx.Response(200)), name="trio")
+    coroutine = transport.handle_async_request(httpx.Request("GET", "http://dependency.test/"))
+    with pytest.raises(RuntimeError, match="runs under asyncio"):
+        coroutine.send(None)
+    assert counted("trio") == {}
