@@ -26,6 +26,7 @@ from typing import Final, Generic, TypeVar
 from ._api import configure_command, get_settings
 from ._core.errors import CircuitOpenError, FailedResultError, MaxConcurrencyError
 from ._core.events import Event
+from ._core.outcome import is_ignored, mark_bad_request
 from ._core.settings import CommandConfig
 from ._registry import check_name
 from ._run.permit import Permit, acquire, acquire_async, fall_back, fall_back_async
@@ -137,6 +138,8 @@ class Policy(Generic[Req, Resp]):
             if event is not None:
                 if not isinstance(event, Event):
                     raise TypeError(f"classify must return a breaker.Event or None, got {event!r}")
+                if event is Event.BAD_REQUEST and error is not None:
+                    mark_bad_request(error)  # so that `breaker.retryable` says False for it, as for the drivers'
                 return event
         if error is None:
             assert response is not None
@@ -144,7 +147,8 @@ class Policy(Generic[Req, Resp]):
         if isinstance(error, asyncio.CancelledError):
             return Event.CANCELLED
         ignored = get_settings(name).ignored_exceptions
-        if ignored and isinstance(error, ignored):
+        if ignored and is_ignored(error, ignored):
+            mark_bad_request(error)  # as the drivers do: `breaker.retryable` says False for it
             return Event.BAD_REQUEST
         if isinstance(error, self.timeouts):
             return Event.TIMEOUT
