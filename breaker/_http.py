@@ -44,6 +44,8 @@ Fallback = Callable[[BaseException, Req], Resp]
 DEFAULT_PORTS: Final = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 _REFUSALS: Final = (CircuitOpenError, MaxConcurrencyError)
 _ANSWERED_BY_FALLBACK: Final = frozenset({Event.FAILURE, Event.TIMEOUT})
+#: The events an exchange can end with: a permit's (`breaker.Permit.end`).
+_ENDINGS: Final = frozenset({Event.SUCCESS, Event.FAILURE, Event.TIMEOUT, Event.BAD_REQUEST, Event.CANCELLED})
 
 
 def origin_name(scheme: str, host: str, port: int | None) -> str:
@@ -137,6 +139,10 @@ class Policy(Generic[Req, Resp]):
             if event is not None:
                 if not isinstance(event, Event):
                     raise TypeError(f"classify must return a breaker.Event or None, got {event!r}")
+                if event not in _ENDINGS:  # a permit cannot end with it: it would keep its ticket for good
+                    raise ValueError(
+                        f"classify must return SUCCESS, FAILURE, TIMEOUT, BAD_REQUEST, CANCELLED or None, got {event!r}"
+                    )
                 return event
         if error is None:
             assert response is not None
