@@ -208,19 +208,24 @@ class Exchange(Generic[Req, Resp]):
         attach: ``(response, ending) -> response``: makes the response end ``ending`` once its body is read to
             the end or it is closed (the client-specific part).
         close: Closes a failed response that a fallback replaces (sync, or returning an awaitable).
+        finished: ``response -> bool``: whether the exchange is over as its response arrives (a client that has
+            read the whole body and given the connection back by then, as aiohttp does with a short body): the
+            call then ends at once, with the response's event, and ``attach`` is not called. None: never.
     """
 
-    __slots__ = ("attach", "close", "policy")
+    __slots__ = ("attach", "close", "finished", "policy")
 
     def __init__(
         self,
         policy: Policy[Req, Resp],
         attach: Callable[[Resp, Ending], Resp],
         close: Callable[[Resp], object],
+        finished: Callable[[Resp], bool] | None = None,
     ) -> None:
         self.policy = policy
         self.attach = attach
         self.close = close
+        self.finished = finished
 
     def send(self, request: Req, send: Callable[[Req], Resp]) -> Resp:
         """``send(request)`` through the request's command."""
@@ -255,6 +260,9 @@ class Exchange(Generic[Req, Resp]):
             finally:
                 permit.end(event)
             return fall_back(name, FailedResultError(name, response), policy.fallback, request)
+        if self.finished is not None and self.finished(response):
+            permit.end(event)
+            return response
         return self.attach(response, Ending(policy, name, permit, event))
 
     async def send_async(self, request: Req, send: Callable[[Req], Awaitable[Resp]]) -> Resp:
@@ -290,6 +298,9 @@ class Exchange(Generic[Req, Resp]):
             finally:
                 await permit.end_async(event)
             return await fall_back_async(name, FailedResultError(name, response), policy.fallback, request)
+        if self.finished is not None and self.finished(response):
+            await permit.end_async(event)
+            return response
         return self.attach(response, Ending(policy, name, permit, event))
 
 
