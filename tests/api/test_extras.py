@@ -17,7 +17,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "breaker"
 #: Top-level modules of every optional dependency: the extras' and the ones plug-ins may grow (redis).
-OPTIONAL = ("prometheus_client", "statsd", "redis")
+OPTIONAL = ("prometheus_client", "statsd", "redis", "aiohttp")
 #: Public plug-in modules, and the extra each names when its dependency is missing (None: it needs only the
 #: standard library, so it must import with every optional dependency missing). A module not written yet is skipped.
 PLUGINS = [
@@ -30,6 +30,7 @@ PLUGINS = [
     for module, extra in (
         ("breaker.prometheus", "breaker[prometheus]"),
         ("breaker.statsd", None),  # its own UDP client: the statsd package is not used
+        ("breaker.aiohttp", "breaker[aiohttp]"),
     )
 ]
 
