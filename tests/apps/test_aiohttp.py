@@ -165,8 +165,7 @@ def test_connection_refused_is_a_failure() -> None:
 
 @pytest.mark.parametrize(("method", "attempts"), [("GET", 2), ("POST", 1)])
 def test_each_attempt_of_aiohttp_is_a_call(service: Service, method: str, attempts: int) -> None:
-    """A service that hangs up without answering: aiohttp sends an idempotent request once more on its own, and
-    each attempt goes through the middleware, so a GET counts two failures and a POST one."""
+    """A hang-up: aiohttp resends an idempotent request once by itself; a GET counts two failures, a POST one."""
 
     async def scenario() -> None:
         async with session() as client:
@@ -216,9 +215,9 @@ class HangingResolver(AbstractResolver):
 
 
 def test_total_timeout_while_connecting_is_a_timeout() -> None:
-    """ClientTimeout(total=...) passing while aiohttp connects is a timeout, not a cancellation: the middleware
-    enters the request's timer (``ClientRequest._timer``, private) again, so that an aiohttp that drops it fails
-    here."""
+    """ClientTimeout(total=...) passing while connecting is a timeout, not cancelled (guards ClientRequest._timer)."""
+    # aiohttp cancels the task and turns the cancellation into TimeoutError only where it entered the request's timer:
+    # around the middlewares. The middleware enters the (private) timer again, so that it sees the TimeoutError too.
 
     async def scenario() -> None:
         connector = aiohttp.TCPConnector(resolver=HangingResolver())
@@ -236,8 +235,7 @@ def test_total_timeout_while_connecting_is_a_timeout() -> None:
 
 
 def test_open_circuit_raises_without_sending(service: Service, clock: FakeClock) -> None:
-    """Once failures open the circuit, session.get raises CircuitOpenError with retry_after, and the request never
-    reaches the service; after the sleep window one probe goes, and its success closes the circuit."""
+    """An open circuit raises CircuitOpenError (retry_after), sends nothing; a probe after the window closes it."""
     breaker.configure_command(origin(service), CommandConfig(request_volume_threshold=2, sleep_window=30.0))
 
     async def scenario() -> None:
@@ -275,8 +273,7 @@ async def spare_response(client: aiohttp.ClientSession, service: Service) -> aio
 @pytest.mark.parametrize("kind", ["sync", "async"])
 @pytest.mark.parametrize("case", ["refused", "open", "failed", "timeout"])
 def test_fallback_answers_failures_and_timeouts(service: Service, case: str, kind: str) -> None:
-    """A fallback (sync or async) answers a refused connection, an open circuit, a 503 (given a FailedResultError
-    holding the closed response) and a sock_read timeout; its response is the caller's."""
+    """A sync or async fallback answers refused, open, 503 (FailedResultError holding it, closed), timed out."""
     seen: list[tuple[BaseException, aiohttp.ClientRequest]] = []
     url = {
         "refused": f"http://127.0.0.1:{closed_port()}/",
@@ -448,8 +445,7 @@ def test_classify_overrides_the_default(service: Service) -> None:
 
 @pytest.mark.parametrize("answer", ["raises", "short-circuit"])
 def test_classify_that_fails_counts_a_failure_and_gives_the_ticket_back(service: Service, answer: str) -> None:
-    """A classify that raises, or returns an event no call can end with, makes the call a failure: its error
-    reaches the caller, the response is closed and the ticket is back."""
+    """A classify that raises or returns an event no call ends with: one failure, its error, ticket back."""
 
     def classify(response: aiohttp.ClientResponse | None, error: BaseException | None) -> Event | None:
         if answer == "raises":
@@ -516,8 +512,7 @@ ENDINGS: dict[str, Callable[[aiohttp.ClientResponse, Service], Coroutine[Any, An
 
 @pytest.mark.parametrize("ending", ENDINGS)
 def test_ticket_is_held_until_the_response_is_done(service: Service, ending: str) -> None:
-    """While a response's body is still coming and it is open, its call holds the ticket (a second call is
-    rejected); read to its end, released, closed or left by ``async with``, the call ends: one success, once."""
+    """An open, unfinished response holds the ticket; each way of ending it gives it back, one success."""
     one_ticket(service)
 
     async def scenario() -> None:
@@ -587,8 +582,7 @@ def test_session_raise_for_status_ends_the_call_once(service: Service) -> None:
 
 
 def test_websocket_holds_its_ticket_until_closed() -> None:
-    """ws_connect goes through the middleware too: the upgraded connection holds its ticket until the WebSocket
-    is closed, then the call is one success."""
+    """A WebSocket from ws_connect holds its ticket until it is closed, then counts one success."""
     from aiohttp import web
 
     async def echo(request: web.Request) -> web.WebSocketResponse:
@@ -771,9 +765,7 @@ def test_retryable_on_raise_for_status(service: Service, status: int, retry: boo
 
 
 def test_endings_never_block_the_loop(service: Service) -> None:
-    """With a thread holding the circuit's lock while responses end, nothing blocks the loop (blockbuster):
-    a body that ends in aiohttp's callback hands its count to a worker thread, which lands it once the lock is
-    free."""
+    """Responses ending while a thread holds the circuit's lock never block the loop; the count lands."""
     holding, free = threading.Event(), threading.Event()
 
     def hold_the_lock() -> None:
@@ -804,9 +796,9 @@ def test_endings_never_block_the_loop(service: Service) -> None:
 
 
 def test_aiohttp_hooks_the_middleware_relies_on(service: Service) -> None:
-    """What breaker.aiohttp uses of aiohttp beyond its documented API is there and means what it did: a response's
-    ``Connection.add_callback``, the request's ``_timer`` (a context manager), and the mark ``release()`` leaves on
-    an unfinished body (a plain ClientConnectionError). The scenarios above fail too if one of them changes."""
+    """The aiohttp internals the middleware relies on are there: add_callback, _timer, the release mark."""
+    # Beyond aiohttp's documented API: Connection.add_callback (public name), ClientRequest._timer (private) and the
+    # plain ClientConnectionError release() leaves on an unfinished body. The scenarios above fail too if one changes.
     timers: list[object] = []
 
     async def spy(request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType) -> aiohttp.ClientResponse:
