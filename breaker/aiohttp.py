@@ -13,7 +13,10 @@ raises `breaker.CircuitOpenError` from ``session.get(...)``, and the request nev
 with status 5xx or 429 is a failure (returned unchanged when there is no ``fallback``), other 4xx a bad request;
 aiohttp's timeouts (``ClientTimeout``'s ``total``, ``connect``, ``sock_connect`` and ``sock_read``) are the
 command's timeout event, connection errors failures, a cancelled task ``cancelled``. The rules are
-`breaker._http`'s; the command's own ``timeout`` is not applied (the client's timeouts are the ones that count).
+`breaker._http`'s; the command's own ``timeout`` is not applied (the client's timeouts are the ones that count),
+except to a probe: the one call a half-open circuit lets through counts as failed if another call arrives after the
+command's ``timeout`` (1 s by default) and it has not ended yet, body included. Give a command whose responses take
+longer to read a ``timeout`` as long as they may take.
 
 The call holds its ticket while the response holds its connection, that is until aiohttp gives the connection
 back: once the body has arrived whole (aiohttp keeps it in memory, returns the connection to its pool and marks the
