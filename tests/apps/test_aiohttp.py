@@ -650,6 +650,29 @@ def test_body_broken_by_a_reset_is_one_failure(service: Service, reader: str) ->
     run(scenario())
 
 
+def test_classify_raising_on_a_broken_body_is_logged(service: Service, caplog: pytest.LogCaptureFixture) -> None:
+    """A classify that raises on a body's error (in aiohttp's callback, where it cannot propagate) is logged."""
+
+    def classify(response: aiohttp.ClientResponse | None, error: BaseException | None) -> Event | None:
+        if error is not None:
+            raise LookupError("broken rule")
+        return None
+
+    async def scenario() -> None:
+        async with session(classify=classify) as client:
+            response = await client.get(service.url("/broken"))
+            service.release()
+            with pytest.raises(aiohttp.ClientPayloadError):
+                await response.read()
+        assert counts(origin(service)) == {"failure": 1}
+        assert active(origin(service)) == 0
+
+    run(scenario())
+    [record] = [r for r in caplog.records if r.name == "breaker" and "classify raised" in r.getMessage()]
+    assert record.exc_info is not None
+    assert isinstance(record.exc_info[1], LookupError)
+
+
 def test_body_stalled_past_sock_read_is_a_timeout(service: Service) -> None:
     """A body that stops coming for longer than ClientTimeout(sock_read=...) is one timeout, not a success."""
 
