@@ -308,6 +308,12 @@ class Ending:
         if broken is not None:
             raise broken
 
+    def watch(self, body: object) -> None:
+        """End the call, if nothing did, once ``body`` is garbage collected: the object whose life is the
+        response's body as the caller holds it (``requests``' ``raw`` outlives its response)."""
+        finalizer = weakref.finalize(body, self.dropped)
+        finalizer.atexit = False  # at exit nothing counts any more
+
     def dropped(self) -> None:
         """The response was garbage collected: end the call if nothing did (run by a finalizer: never raises)."""
         if not self._permit.ended:
@@ -324,7 +330,8 @@ class Exchange(Generic[Req, Resp]):
     Args:
         policy: The integration's rules.
         attach: ``(response, ending) -> response``: makes the response end ``ending`` once its body is read to
-            the end or it is closed (the client-specific part); a response already read ends it at once.
+            the end or it is closed (the client-specific part); a response already read ends it at once; the body
+            as the caller holds it is watched (`Ending.watch`), for a response dropped unclosed.
         close: Closes a response that a fallback replaces (sync, or returning an awaitable).
     """
 
@@ -448,8 +455,6 @@ class Exchange(Generic[Req, Resp]):
             finally:
                 permit.end_nowait(Event.FAILURE, seconds=seconds)  # a response that cannot be followed: it fails
             raise
-        finalizer = weakref.finalize(followed, ending.dropped)
-        finalizer.atexit = False  # at exit nothing counts any more
         return followed
 
     def _sync_fallback(self, error: BaseException, request: Req) -> Resp:

@@ -80,28 +80,32 @@ def _attach(response: aiohttp.ClientResponse, ending: Ending) -> aiohttp.ClientR
         ending.done_nowait()
         return response
     content = response.content
-    connection.add_callback(lambda: _release(content, ending))
+    timer = getattr(response, "_timer", None)  # the request's ``total`` timeout (private; see `_broken`)
+    connection.add_callback(lambda: _release(content, timer, ending))
+    ending.watch(response)
     return response
 
 
-def _release(content: aiohttp.StreamReader, ending: Ending) -> None:
+def _release(content: aiohttp.StreamReader, timer: object, ending: Ending) -> None:
     """The connection's callback: runs on the event loop, in aiohttp's code, so it must neither wait nor raise
     (aiohttp would swallow the error)."""
     try:
-        ending.done_nowait(_broken(content))
+        ending.done_nowait(_broken(content, timer))
     except Exception:  # a `classify` that raised: the call is counted as a failure already
         logger.exception("breaker.aiohttp: classify raised while a response ended; counted as a failure")
 
 
-def _broken(content: aiohttp.StreamReader) -> BaseException | None:
+def _broken(content: aiohttp.StreamReader, timer: object) -> BaseException | None:
     """Why a response's connection went back before its body arrived whole, if not by the holder's choice.
 
     - The body's own error (``content.exception()``): a reset connection (``ClientPayloadError``), a ``sock_read``
       timeout (``SocketTimeoutError``). ``release()`` and ``close()`` mark an unfinished body with a plain
       ``ClientConnectionError("Connection closed")``: that one means the holder let go of it.
     - Else the error propagating where it was released, when it is a cancellation (the task was cancelled while
-      it read the body, or left ``async with`` on a cancellation) or a timeout (aiohttp's ``total`` timeout raises
-      ``TimeoutError`` from the read, then closes the response).
+      it read the body, or left ``async with`` on a cancellation), or a timeout when the request's own ``total``
+      timer fired (it raises ``TimeoutError`` from the read, then closes the response): the caller's own
+      timeouts (``asyncio.wait_for`` around the body) are not the dependency's. aiohttp's ``TimerContext`` marks
+      a fired timer in its private ``_cancelled``; tests/apps/test_aiohttp.py fails if that changes.
     - Else None: released or closed by its holder, which ends the call with the response's own event.
     """
     if content.is_eof():  # the body arrived whole: nothing broke, whatever happens around the release
@@ -110,7 +114,9 @@ def _broken(content: aiohttp.StreamReader) -> BaseException | None:
     if error is not None and type(error) is not aiohttp.ClientConnectionError:
         return error
     handled = sys.exc_info()[1]
-    if isinstance(handled, (asyncio.CancelledError, asyncio.TimeoutError)):
+    if isinstance(handled, asyncio.CancelledError):
+        return handled
+    if isinstance(handled, asyncio.TimeoutError) and getattr(timer, "_cancelled", False) is True:
         return handled
     return None
 

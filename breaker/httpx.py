@@ -116,6 +116,7 @@ def _attach(response: httpx.Response, ending: Ending) -> httpx.Response:
         ending.done()
     else:
         response.stream = _Stream(stream, ending)
+        ending.watch(response.stream)
     return response
 
 
@@ -127,6 +128,7 @@ def _attach_async(response: httpx.Response, ending: Ending) -> httpx.Response:
         ending.done_nowait()
     else:
         response.stream = _AsyncStream(stream, ending)
+        ending.watch(response.stream)
     return response
 
 

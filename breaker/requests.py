@@ -84,7 +84,7 @@ class _Body:
     the body is not done until it is read to its end or closed.
     """
 
-    __slots__ = ("_ending", "_once", "_raw")
+    __slots__ = ("__weakref__", "_ending", "_once", "_raw")
 
     def __init__(self, raw: Any, ending: Ending) -> None:
         object.__setattr__(self, "_raw", raw)
@@ -143,10 +143,7 @@ class _Body:
 
     def _iterate(self, chunks: Iterator[Any]) -> Iterator[Any]:
         try:
-            for chunk in chunks:
-                if self._once and self._over():
-                    self._end()
-                yield chunk
+            yield from chunks  # ended at the end of the loop, after the decoder's last word (a corrupt gzip tail)
         except GeneratorExit:  # the reader stopped early: the body is not done until read or closed
             raise
         except BaseException as error:
@@ -243,6 +240,7 @@ def _attach(response: requests.Response, ending: Ending) -> requests.Response:
         return response
     body = (_StreamBody if hasattr(raw, "stream") else _Body)(raw, ending)
     response.raw = cast(Any, body)
+    ending.watch(body)  # ``raw`` may outlive its response: ``session.get(url, stream=True).raw``
     if body._over():  # nothing left to read (HEAD, 204, 304, an empty body)
         body._end()
     return response
@@ -296,9 +294,13 @@ class Adapter(requests.adapters.BaseAdapter):
         """Send ``request`` through its command with the wrapped adapter (the arguments are passed on)."""
 
         def send(prepared: requests.PreparedRequest) -> requests.Response:
-            return self.adapter.send(
+            response = self.adapter.send(
                 prepared, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies=proxies
             )
+            # Response hooks that send again (HTTPDigestAuth's answer to a 401) do it through
+            # ``response.connection``: the wrapped adapter set itself there, which would bypass the breaker.
+            response.connection = cast(Any, self)
+            return response
 
         return self._exchange.send(request, send)
 

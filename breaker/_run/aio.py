@@ -8,25 +8,30 @@ share one circuit: the same tickets, window, state and probe.
 
 Nothing here blocks the event loop, or spins on it. The engine's locked steps are called with ``block=False``;
 when a thread holds the lock, the step goes to a worker thread, which waits for the lock and does it, while the
-task awaits the result (`_hand_off`). (Yielding and trying again instead would starve: threads queued on the
-lock hand it to one another outside the GIL, so a task that only tries finds it held every time, while its loop
-keeps the GIL the lock's holder needs.) Each step is done whole, and a cancellation that arrives while the task
-awaits one is held until it is done, then raised. Between the steps the only awaits are the run's and the
-fallback's, so a call cancelled at any point still ends in exactly one primary event, and its ticket always
-comes back.
+task awaits the result (`_hand_off`); one worker at a time does an engine's handed-off steps, in order
+(`_HandOff`), so that contention never starts a thread per waiting task. (Yielding and trying again instead
+would starve: threads queued on the lock hand it to one another outside the GIL, so a task that only tries finds
+it held every time, while its loop keeps the GIL the lock's holder needs.) Each step is done whole, and a
+cancellation that arrives while the task awaits one is held until it is done, then raised. Between the steps the
+only awaits are the run's and the fallback's, so a call cancelled at any point still ends in exactly one primary
+event, and its ticket always comes back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import inspect
+import logging
 import math
+import threading
 import types
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast
 
-from breaker._core.engine import NO_LATENCY, Engine
+from breaker._core.engine import NO_LATENCY, Engine, Pool
 from breaker._core.errors import FailedResultError, FallbackError
 from breaker._core.events import (
     BAD_REQUEST,
@@ -44,7 +49,9 @@ from breaker._core.outcome import ADMITTED, Admission, failed_result, in_time, i
 
 from .answer import Args, Kwargs, timeout_error
 
-__all__ = ["NotAwaitable", "call_async", "fall_back_async", "settle_returned_async"]
+__all__ = ["NotAwaitable", "call_async", "fall_back_async", "hand_off_later", "settle_returned_async"]
+
+logger = logging.getLogger("breaker")
 
 T = TypeVar("T")
 
@@ -59,6 +66,74 @@ class NotAwaitable(Exception):
 
     def __init__(self, value: object) -> None:
         self.value = value
+
+
+class _HandOff:
+    """The locked steps of one engine that tasks handed to a thread because the lock was held: one worker at a time
+    does them, in order. A worker per step would start a thread per waiting task (hundreds, under contention, each
+    started on the event loop); these steps all wait for the same lock anyway."""
+
+    __slots__ = ("_draining", "_lock", "_pool", "_steps")
+
+    def __init__(self, pool: Pool) -> None:
+        self._pool = pool
+        # Guards the queue and the draining flag, so that a step is never left queued with no worker to do it. Held
+        # for a deque operation only, never while a step runs.
+        self._lock = threading.Lock()
+        self._steps: collections.deque[Callable[[], None]] = collections.deque()
+        self._draining = False
+
+    def submit(self, work: Callable[[], None]) -> None:
+        """Have ``work`` done on a worker thread, after the steps queued before it."""
+        with self._lock:  # see __init__
+            self._steps.append(work)
+            if self._draining:
+                return
+            self._draining = True
+        try:
+            self._pool.submit(self._drain, None)
+        except RuntimeError:  # no thread can be started (interpreter shutdown): do them here, as a last resort
+            self._drain(None)
+
+    def _drain(self, _: None) -> None:
+        while True:
+            with self._lock:  # see __init__
+                if not self._steps:
+                    self._draining = False
+                    return
+                work = self._steps.popleft()
+            work()  # never raises: each step's outcome, error included, goes to its task
+
+
+#: Each engine's `_HandOff`, made on first use; the lock guards making one (tasks on several loops and threads).
+_hand_offs: weakref.WeakKeyDictionary[Engine, _HandOff] = weakref.WeakKeyDictionary()
+_hand_offs_lock = threading.Lock()
+
+
+def hand_off_later(core: Engine, step: Callable[..., Any], *args: Any) -> None:
+    """Do ``step(*args)``, an engine step that must wait for the engine's lock, on a worker thread (in order with
+    the engine's other handed-off steps), without waiting for it; here if there is no pool (an engine not made by
+    a registry)."""
+
+    def work() -> None:
+        try:
+            step(*args)
+        except Exception:  # nobody waits for it: an engine step fails only with a broken clock, logged
+            logger.exception("command %r: a handed-off engine step failed", core.name)
+
+    _submit(core, work)
+
+
+def _submit(core: Engine, work: Callable[[], None]) -> None:
+    pool = core.pool
+    if pool is None:
+        work()  # an engine not made by a registry: nowhere else to do it
+        return
+    with _hand_offs_lock:  # see _hand_offs
+        hand_off = _hand_offs.get(core)
+        if hand_off is None:
+            hand_off = _hand_offs[core] = _HandOff(pool)
+    hand_off.submit(work)
 
 
 async def _hand_off(core: Engine, step: Callable[..., Any], *args: Any) -> tuple[Any, asyncio.CancelledError | None]:
@@ -77,7 +152,7 @@ async def _hand_off(core: Engine, step: Callable[..., Any], *args: Any) -> tuple
             else:
                 done.set_exception(error)
 
-    def work(_: None) -> None:
+    def work() -> None:
         result: Any = None
         error: BaseException | None = None
         try:
@@ -87,13 +162,9 @@ async def _hand_off(core: Engine, step: Callable[..., Any], *args: Any) -> tuple
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody awaits the result
             loop.call_soon_threadsafe(settle_on_the_loop, result, error)
 
-    pool = core.pool
-    try:
-        if pool is None:
-            raise RuntimeError("no worker pool")  # an engine not made by a registry
-        pool.submit(work, None)
-    except RuntimeError:  # no thread can be started (interpreter shutdown): wait here, as a last resort
+    if core.pool is None:  # an engine not made by a registry: wait here, as a last resort
         return step(*args), None
+    _submit(core, work)
     cancelled: asyncio.CancelledError | None = None
     while True:
         try:

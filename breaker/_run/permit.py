@@ -31,7 +31,7 @@ from breaker._core.metrics import CallResult
 from breaker._core.outcome import Admission, is_slow, raised_event, refusal, returned_event
 from breaker._registry import check_callable
 
-from .aio import admission_for, settle
+from .aio import admission_for, hand_off_later, settle
 from .aio import fall_back_async as answer_with_fallback_async
 from .answer import fall_back as answer_with_fallback
 
@@ -144,7 +144,7 @@ class Permit:
             return False
         step = _try_end(core, self._admission, slot, now, seconds)
         if step is not None:
-            _end_later(core, step)
+            hand_off_later(core, step[0], *step[1])  # a worker waits for the lock
         self._report(slot, seconds)
         return True
 
@@ -237,22 +237,6 @@ def _try_end(core: Engine, admission: Admission, slot: int, now: float, seconds:
     if core.finish(slot, admission, now, seconds, kind, block=False):
         return None
     return core.finish, (slot, admission, now, seconds, kind)
-
-
-def _end_later(core: Engine, step: Step) -> None:
-    """Do ``step`` on a worker thread, which waits for the lock; here, if no thread can be started."""
-    function, args = step
-
-    def work(_: None) -> None:
-        function(*args)
-
-    pool = core.pool
-    try:
-        if pool is None:
-            raise RuntimeError("no worker pool")  # an engine not made by a registry
-        pool.submit(work, None)
-    except RuntimeError:  # no thread can be started (interpreter shutdown): wait here, as a last resort
-        function(*args)
 
 
 def _engine(name: str, sync: bool) -> Engine:

@@ -840,3 +840,22 @@ def test_aiohttp_hooks_the_middleware_relies_on(service: Service) -> None:
     run(scenario())
     [timer] = timers
     assert isinstance(timer, contextlib.AbstractContextManager)
+
+
+def test_the_callers_own_timeout_mid_body_is_not_the_dependencys(service: Service) -> None:
+    """The caller's own work timing out inside ``async with session.get(...)`` (the body not read to its end):
+    the response is released while a TimeoutError that is not aiohttp's propagates; not the dependency's timeout."""
+
+    async def read_then_time_out(client: aiohttp.ClientSession) -> None:
+        async with client.get(service.url("/slow")) as response:
+            await response.content.read(1)
+            await asyncio.wait_for(asyncio.sleep(WAIT), 0.01)  # the caller's own work, timing out
+
+    async def scenario() -> None:
+        async with session(name="api") as client:
+            with pytest.raises(asyncio.TimeoutError):
+                await read_then_time_out(client)
+            assert active("api") == 0
+        assert counts("api") == {"success": 1}
+
+    run(scenario())

@@ -735,3 +735,45 @@ def test_connection_errors_are_retryable(mount: Callable[..., requests.Session])
     with pytest.raises(requests.ConnectionError) as raised:
         mount().get(refused_url())
     assert breaker.retryable(raised.value) is True
+
+
+def test_body_with_a_corrupt_gzip_tail_is_a_failure(mount: Callable[..., requests.Session]) -> None:
+    """A gzip body whose last bytes are corrupt (all of it arrived) is a failure: the decoder's last word counts."""
+    import gzip
+
+    packed = gzip.compress(b"z" * 100_000)
+    packed = packed[: len(packed) // 2] + b"\x00garbage" * 10  # the first half is good: the tail breaks
+    with serve(status(200, packed, [("Content-Encoding", "gzip")])) as server:
+        with pytest.raises(requests.exceptions.ContentDecodingError):
+            mount().get(server.url)
+        assert stats(origin(server)).active == 0
+    assert events(origin(server)) == {"failure": 1}
+
+
+def _digest(handler: Any) -> None:
+    """401 with a digest challenge until the request carries an answer to it, then 503."""
+    if "Authorization" in handler.headers:
+        status(503, b"down")(handler)
+    else:
+        challenge = 'Digest realm="test", nonce="abc", qop="auth"'
+        status(401, b"who are you", [("WWW-Authenticate", challenge)])(handler)
+
+
+def test_a_request_sent_again_by_digest_auth_goes_through_the_breaker(mount: Callable[..., requests.Session]) -> None:
+    """HTTPDigestAuth sends again through ``response.connection``: the adapter, so the second request counts."""
+    with serve(_digest) as server:
+        response = mount().get(server.url, auth=requests.auth.HTTPDigestAuth("user", "pass"))
+        assert response.status_code == 503
+        assert isinstance(response.connection, breaker.requests.Adapter)
+        assert server.requests == 2
+    assert events(origin(server)) == {"bad-request": 1, "failure": 1}
+
+
+def test_raw_taken_from_a_dropped_response_holds_the_ticket(mount: Callable[..., requests.Session]) -> None:
+    """``session.get(url, stream=True).raw``: the response is gone at once, the body's call lasts until it ends."""
+    with serve(body([b"a" * 100] * 10)) as server:
+        raw = mount().get(server.url, stream=True).raw
+        assert stats(origin(server)).active == 1
+        assert len(raw.read()) == 1000
+        assert stats(origin(server)).active == 0
+    assert events(origin(server)) == {"success": 1}

@@ -453,3 +453,24 @@ def test_configure_command_without_replace_keeps_an_existing_config() -> None:
     assert breaker.get_settings(NAME).timeout == 2.0
     assert breaker.configure_command(NAME, CommandConfig(timeout=4.0)) is True
     assert breaker.get_settings(NAME).timeout == 4.0
+
+
+def test_tasks_waiting_for_a_held_lock_share_one_worker(hold_lock: type[LockHolder]) -> None:
+    """Hundreds of tasks whose steps wait for a held lock are served by one worker thread, not one each."""
+    breaker.configure_command(NAME, CommandConfig(max_concurrent_requests=300, force_closed=True))
+
+    async def scenario() -> None:
+        permits = [await breaker.acquire_async(NAME) for _ in range(200)]
+        before = {t.name for t in threading.enumerate() if t.name.startswith("breaker-worker")}
+        holder = hold_lock()
+        endings = [asyncio.ensure_future(permit.end_async(Event.TIMEOUT)) for permit in permits]  # locked steps
+        for _ in range(50):
+            await asyncio.sleep(0)
+        started = {t.name for t in threading.enumerate() if t.name.startswith("breaker-worker")} - before
+        assert len(started) <= 1, started
+        holder.release()
+        assert all(await asyncio.wait_for(asyncio.gather(*endings), WAIT))
+
+    asyncio.run(scenario())
+    assert counted() == {"timeout": 200}
+    assert stats().active == 0
