@@ -1042,6 +1042,12 @@ def render(
         lines += ["", table]
     met = sum(1 for _, v in verdicts if v.passed)
     lines += ["", f"breaker rows meeting every target: {met}/{len(verdicts)}"]
+    for name, count in (
+        ("healthy goodput >= 0.9", sum(1 for _, v in verdicts if v.goodput)),
+        ("healthy p99 <= 1.5", sum(1 for _, v in verdicts if v.p99)),
+        ("at least as good as every contender", sum(1 for _, v in verdicts if not v.beaten_by)),
+    ):
+        lines.append(f"- {name}: {count}/{len(verdicts)}")
     for label, verdict in verdicts:
         if not verdict.passed:
             misses = [name for name, ok in (("goodput", verdict.goodput), ("p99", verdict.p99)) if not ok]
@@ -1081,7 +1087,7 @@ def plot(path: str, runs: Sequence[Run], kind: Kind, width: float) -> None:
 
     flavours = [f for f in CONTENDERS if any(r.flavour == f and r.kind == kind for r in runs)]
     runs = sorted(runs, key=lambda r: CONTENDERS[r.flavour].index(r.contender))
-    fig, axes = plt.subplots(2, len(flavours), figsize=(6 * len(flavours), 6.4), sharex=True, squeeze=False)
+    fig, axes = plt.subplots(2, len(flavours), figsize=(6 * len(flavours), 6.4), sharex="col", squeeze=False)
     for column, flavour in enumerate(flavours):
         for row, (endpoint, title) in enumerate((("healthy", "/healthy (its dependency up)"), ("faulty", "/faulty"))):
             ax = axes[row][column]
