@@ -108,45 +108,48 @@ class Permit:
             TypeError: ``event`` is not a `breaker.Event` (nothing is done).
             ValueError: ``event`` is not one of those, or ``seconds`` is not a finite number >= 0 (nothing is done).
         """
-        slot = _slot(event)
-        now = self._core.clock()
-        seconds = self._seconds(now, seconds)
-        if not claim(self._once):
+        ending = self._claim(event, seconds)
+        if ending is None:
             return False
-        step = _try_end(self._core, self._admission, slot, now, seconds)
+        step = _try_end(self._core, self._admission, *ending)
         if step is not None:
             step[0](*step[1])  # waits for the lock here
-        self._report(slot, seconds)
+        self._report(ending)
         return True
 
     async def end_async(self, event: Event = Event.SUCCESS, *, seconds: float | None = None) -> bool:
         """`end` for a task: never blocks the event loop. A cancellation that arrives while it waits for the
         circuit's lock is raised once the call is ended."""
-        slot = _slot(event)
-        now = self._core.clock()
-        seconds = self._seconds(now, seconds)
-        if not claim(self._once):
+        ending = self._claim(event, seconds)
+        if ending is None:
             return False
-        step = _try_end(self._core, self._admission, slot, now, seconds)
+        step = _try_end(self._core, self._admission, *ending)
         if step is not None:
             await settle(self._core, step[0], *step[1])  # a worker waits for the lock; the loop goes on
-        self._report(slot, seconds)
+        self._report(ending)
         return True
 
     def end_nowait(self, event: Event = Event.SUCCESS, *, seconds: float | None = None) -> bool:
         """`end` from code that must not wait, such as a callback on an event loop: when the circuit's lock is
         held, a worker thread of the registry ends the call moments later (its count and ticket land then)."""
-        slot = _slot(event)
-        core = self._core
-        now = core.clock()
-        seconds = self._seconds(now, seconds)
-        if not claim(self._once):
+        ending = self._claim(event, seconds)
+        if ending is None:
             return False
-        step = _try_end(core, self._admission, slot, now, seconds)
+        step = _try_end(self._core, self._admission, *ending)
         if step is not None:
-            hand_off_later(core, step[0], *step[1])  # a worker waits for the lock
-        self._report(slot, seconds)
+            hand_off_later(self._core, step[0], *step[1])  # a worker waits for the lock
+        self._report(ending)
         return True
+
+    def _claim(self, event: Event, seconds: float | None) -> tuple[int, float, float] | None:
+        """Check ``event`` and ``seconds`` (raising before anything is done), then claim the permit: its event
+        slot, the time it ends and its duration, or None if it was ended already."""
+        slot = _slot(event)
+        now = self._core.clock()
+        duration = self._seconds(now, seconds)
+        if not claim(self._once):
+            return None
+        return slot, now, duration
 
     def _seconds(self, now: float, seconds: float | None) -> float:
         if seconds is None:
@@ -165,7 +168,8 @@ class Permit:
             return Event.CANCELLED
         return _EVENT_OF[raised_event(error, seconds, core.timeout, core.ignored, False)]
 
-    def _report(self, slot: int, seconds: float) -> None:
+    def _report(self, ending: tuple[int, float, float]) -> None:
+        slot, _, seconds = ending
         core = self._core
         if core.collectors:
             tickets = core.settings.max_concurrent_requests

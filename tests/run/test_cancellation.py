@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any
 
 import pytest
+from lock_holder import LockHolder
 
 import breaker
 from breaker import CommandConfig, State
@@ -69,27 +70,6 @@ def lock() -> WatchedLock:
     watched = WatchedLock()
     engine().lock = watched  # type: ignore[assignment]
     return watched
-
-
-class LockHolder:
-    """A thread holding the engine's lock until released (as a thread in the middle of a step would)."""
-
-    def __init__(self, core: Engine) -> None:
-        self.core = core
-        self.held = threading.Event()
-        self.go = threading.Event()
-        self.thread = threading.Thread(target=self._hold, daemon=True)
-        self.thread.start()
-        assert self.held.wait(WAIT)
-
-    def _hold(self) -> None:
-        with self.core.lock:
-            self.held.set()
-            self.go.wait(WAIT)
-
-    def release(self) -> None:
-        self.go.set()
-        self.thread.join(WAIT)
 
 
 @pytest.fixture

@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 import math
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from lock_holder import LockHolder
 
 import breaker
 from breaker import CallResult, CircuitOpenError, CommandConfig, Event, MaxConcurrencyError, State
@@ -29,38 +30,17 @@ def counted() -> dict[str, int]:
     return {event: count for event, count in stats().cumulative.items() if count}
 
 
-class LockHolder:
-    """A thread holding the circuit's engine lock until released, as a thread in the middle of a step would."""
-
-    def __init__(self) -> None:
-        self.core = engine_of(breaker.get_circuit(NAME)[0])
-        self.held = threading.Event()
-        self.go = threading.Event()
-        self.thread = threading.Thread(target=self._hold, daemon=True)
-        self.thread.start()
-        assert self.held.wait(WAIT)
-
-    def _hold(self) -> None:
-        with self.core.lock:
-            self.held.set()
-            self.go.wait(WAIT)
-
-    def release(self) -> None:
-        self.go.set()
-        self.thread.join(WAIT)
-
-
 @pytest.fixture
-def hold_lock() -> Iterator[type[LockHolder]]:
-    """Makes `LockHolder`s, each released at the end of the test if the test did not."""
+def hold_lock() -> Iterator[Callable[[], LockHolder]]:
+    """Makes `LockHolder`s of the command's lock, each released at the end of the test if the test did not."""
     made: list[LockHolder] = []
 
-    class Holder(LockHolder):
-        def __init__(self) -> None:
-            super().__init__()
-            made.append(self)
+    def make() -> LockHolder:
+        holder = LockHolder(engine_of(breaker.get_circuit(NAME)[0]))
+        made.append(holder)
+        return holder
 
-    yield Holder
+    yield make
     for holder in made:
         holder.release()
 
@@ -218,7 +198,7 @@ def test_threads_racing_to_end_one_permit_count_it_once() -> None:
     assert stats().active == 0
 
 
-def test_end_nowait_never_waits_for_the_lock(hold_lock: type[LockHolder]) -> None:
+def test_end_nowait_never_waits_for_the_lock(hold_lock: Callable[[], LockHolder]) -> None:
     """With the lock held elsewhere, end_nowait returns at once; a worker ends the call once the lock is free."""
     breaker.configure_command(NAME, CommandConfig(slow_call_duration=1.0))
     permit = breaker.acquire(NAME)
@@ -305,7 +285,7 @@ def test_async_permits_share_the_circuit_with_sync_ones() -> None:
     assert stats().isolation == "thread+asyncio"
 
 
-def test_end_async_waits_for_the_lock_without_blocking_the_loop(hold_lock: type[LockHolder]) -> None:
+def test_end_async_waits_for_the_lock_without_blocking_the_loop(hold_lock: Callable[[], LockHolder]) -> None:
     """With a thread holding the lock, end_async hands the step to a worker; the loop keeps running meanwhile."""
     breaker.configure_command(NAME, CommandConfig(timeout=math.inf))
 
@@ -324,7 +304,7 @@ def test_end_async_waits_for_the_lock_without_blocking_the_loop(hold_lock: type[
     assert stats().active == 0
 
 
-def test_a_task_cancelled_while_its_end_waits_still_ends_the_call(hold_lock: type[LockHolder]) -> None:
+def test_a_task_cancelled_while_its_end_waits_still_ends_the_call(hold_lock: Callable[[], LockHolder]) -> None:
     """Cancelled while end_async waits for the lock: the call is ended all the same, then CancelledError raised."""
 
     async def scenario() -> None:
@@ -346,7 +326,7 @@ def test_a_task_cancelled_while_its_end_waits_still_ends_the_call(hold_lock: typ
 
 
 def test_a_task_cancelled_while_acquire_waits_gets_no_permit_and_keeps_no_ticket(
-    clock: FakeClock, hold_lock: type[LockHolder]
+    clock: FakeClock, hold_lock: Callable[[], LockHolder]
 ) -> None:
     """Cancelled while acquire_async waits for the lock to decide: the admitted call ends as cancelled."""
     breaker.configure_command(NAME, CommandConfig(request_volume_threshold=1, sleep_window=1.0))
@@ -455,7 +435,7 @@ def test_configure_command_without_replace_keeps_an_existing_config() -> None:
     assert breaker.get_settings(NAME).timeout == 4.0
 
 
-def test_tasks_waiting_for_a_held_lock_share_one_worker(hold_lock: type[LockHolder]) -> None:
+def test_tasks_waiting_for_a_held_lock_share_one_worker(hold_lock: Callable[[], LockHolder]) -> None:
     """Hundreds of tasks whose steps wait for a held lock are served by one worker thread, not one each."""
     breaker.configure_command(NAME, CommandConfig(max_concurrent_requests=300, force_closed=True))
 
