@@ -28,6 +28,7 @@ TESTS = [
     "tests/run/test_stress.py",
     "tests/run/test_interleaving.py",
     "tests/run/test_cancellation.py",
+    "tests/run/test_permit.py",
     "tests/api/test_observability.py",
 ]
 
