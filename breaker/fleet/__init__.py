@@ -38,6 +38,11 @@ exponential backoff (up to 5 s, with jitter); when Redis answers again, the proc
 (the counts made meanwhile are not sent) and an info line says so. Use a client with a ``socket_timeout``: a sync
 waits for Redis as long as the client lets it.
 
+Fork. A fleet configured before ``fork()`` (gunicorn ``--preload``, multiprocessing's fork start method) syncs in
+the child too: an ``os.register_at_fork`` handler gives the child fresh locks, a token of its own (its own sync mark
+and numbering; the parent's probe lease stays the parent's) and a new sync thread. The child starts with no
+circuits (the registry drops the parent's at a fork), so the counts the parent made are sent by the parent only.
+
 Statistics. ``circuit.statistics().fleet`` is a `breaker.FleetView` (the fleet's state, requests, errors, error
 percentage, generation, whether Redis answered, whether this process holds the probe), beside the local figures;
 the Hystrix stream sends them as ``fleet*`` fields, and the dashboard shows them.
@@ -245,9 +250,10 @@ class Fleet:
         self._commands = _names("commands", commands)
         self._exclude = _names("exclude", exclude) or frozenset()
         self._script = client.register_script(SYNC_SCRIPT)
-        #: This process's token: the probe lease's value.
-        self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        # Guards the entries' pending probe outcomes: the listener runs on callers' threads.
+        #: This process's token: the probe lease's value, and its sync mark's name (a forked child makes its own).
+        self.token = _token()
+        # Guards the entries' pending probe outcomes: the listener runs on callers' threads. Re-created (never
+        # acquired) in a forked child: a parent's thread may have held it at the fork.
         self._lock = threading.Lock()
         self._entries: dict[str, _Entry] = {}
         self._stop = threading.Event()
@@ -257,7 +263,7 @@ class Fleet:
         self._sequence = 0  # numbers the syncs: Redis applies each once, however often the client sends it
         self._begun = 0  # syncs started; _synced: the last started one that reached Redis (for wait_synced)
         self._synced = 0
-        self._thread = threading.Thread(target=self._run, name=f"breaker-fleet-{namespace}", daemon=True)
+        self._thread = self._new_thread()
         if start:
             self.start()
 
@@ -271,6 +277,8 @@ class Fleet:
         if self._thread.ident is not None or self._stop.is_set():
             raise RuntimeError(f"{self!r} was started or closed already")
         on_state_change(self._on_change)
+        with _started_lock:  # see _started_lock
+            _started.add(self)
         self._thread.start()
 
     def __repr__(self) -> str:
@@ -302,6 +310,8 @@ class Fleet:
 
     def close(self) -> None:
         """Stop syncing, wait for the thread, and return every shared circuit to local state. Idempotent."""
+        with _started_lock:  # see _started_lock; first: a fork from now on does not restart this fleet
+            _started.discard(self)
         self._stop.set()
         self._wake.set()
         if self._thread.ident is not None and self._thread is not threading.current_thread():
@@ -313,6 +323,26 @@ class Fleet:
             entry.link.view = None
 
     # -- the thread ---------------------------------------------------------------------------------------------
+
+    def _new_thread(self) -> threading.Thread:
+        return threading.Thread(target=self._run, name=f"breaker-fleet-{self.namespace}", daemon=True)
+
+    def _restart_after_fork(self) -> None:
+        """In a forked child, where only the forking thread runs: the parent's sync thread is not here. Sync anew as
+        a process of its own: fresh lock and events (a parent's thread may have held them), a token of its own
+        (its own sync mark and numbering, and no claim on the parent's probe lease), no entries (the registry
+        dropped the parent's circuits, so the parent's counts stay the parent's to send), figures from zero, and
+        a new thread, owned by this fleet as before (`close` stops it)."""
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self.token = _token()
+        self._entries = {}
+        self._connected = False
+        self._syncs = self._failures = self._outages = 0
+        self._sequence = self._begun = self._synced = 0
+        self._thread = self._new_thread()
+        self._thread.start()
 
     def _on_change(self, name: str, old: State, new: State) -> None:
         """A state change of some circuit (on the caller's thread): note the end of a local probe, wake the sync."""
@@ -453,9 +483,39 @@ def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _token() -> str:
+    """A process's token: host, pid, and a random part (a pid can be reused)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
 _current: Fleet | None = None
-# Guards _current: configure_fleet may be called from several threads at startup.
+# Guards _current: configure_fleet may be called from several threads at startup. Re-created in a forked child.
 _current_lock = threading.Lock()
+
+#: The fleets started and not closed: a forked child restarts their syncs.
+_started: set[Fleet] = set()
+# Guards _started: fleets start and close on any thread. Re-created (never acquired) in a forked child.
+_started_lock = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    """A fleet configured before a fork (gunicorn ``--preload``, multiprocessing) syncs in the child too, as a
+    process of its own. Runs after the registry's own fork handler (registered first), which drops the parent's
+    circuits."""
+    global _current_lock, _started_lock
+    _current_lock = threading.Lock()
+    _started_lock = threading.Lock()
+    for fleet in list(_started):
+        if fleet._stop.is_set():  # closing at the fork
+            continue
+        try:
+            fleet._restart_after_fork()
+        except Exception:  # a fork handler must not raise: the child runs on local state
+            logger.exception("fleet %r: could not restart its sync after a fork; circuits run locally", fleet.namespace)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def configure_fleet(
