@@ -7,15 +7,13 @@ made before the fork are still unsent when it forks, whatever the machine's spee
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import threading
-import warnings
 from collections.abc import Iterator
-from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from fork_support import fork_and_run
 
 import breaker
 import breaker.fleet
@@ -49,37 +47,6 @@ def fleet(redis_server: RedisServer, fresh_registry: Registry) -> Iterator[Fleet
     made = breaker.configure_fleet(redis_server.client(), NAMESPACE, SLOW_SYNC)
     yield made
     made.close()
-
-
-def fork_and_run(target: Any) -> dict[str, Any]:
-    """Run ``target(connection)`` in a child made by ``fork()``; the dict it sends back (or fail with its error)."""
-    context = multiprocessing.get_context("fork")
-    ours, theirs = context.Pipe()
-    child = context.Process(target=run_in_child, args=(target, theirs), name="forked-child")
-    with warnings.catch_warnings():  # Python 3.12+ warns of fork() in a threaded process: what is tested here
-        warnings.filterwarnings("ignore", "This process .* is multi-threaded", DeprecationWarning)
-        child.start()
-    try:
-        assert ours.poll(WAIT * 3), "the child sent nothing"
-        answer: dict[str, Any] = ours.recv()
-    finally:
-        child.join(WAIT)
-        if child.exitcode is None:
-            child.kill()
-            child.join()
-    assert "error" not in answer, answer["error"]
-    assert child.exitcode == 0
-    return answer
-
-
-def run_in_child(target: Any, connection: Connection) -> None:
-    """The child's body: ``target``'s answer, or its error as text, sent back to the parent."""
-    try:
-        answer = target()
-    except BaseException as error:  # every failure goes back to the test, which fails with it
-        answer = {"error": f"{type(error).__name__}: {error}"}
-    connection.send(answer)
-    connection.close()
 
 
 def test_a_fleet_configured_before_a_fork_syncs_in_the_child_as_a_process_of_its_own(
