@@ -316,8 +316,29 @@ class Registry:
 
     def emit(self, circuit: Circuit, old: State, new: State) -> None:
         """Report a state change. Called by circuits after their lock is released."""
-        if new is State.OPEN:
-            errors, requests, slow = engine_of(circuit).trip_figures  # taken under the engine's lock as it opened
+        engine = engine_of(circuit)
+        trip = engine.fleet_trip  # set under the engine's lock as the fleet opened it
+        if new is State.OPEN and old is State.HALF_OPEN and engine.machine.led:
+            logger.info("circuit %r stays open: its probe for the fleet failed", circuit.name)
+        elif new is State.OPEN and old is State.CLOSED and trip is not None:  # a local trip resets it
+            if trip.errors is None or trip.requests is None:
+                logger.warning(
+                    "circuit %r opened by the fleet (namespace %r); the fleet's figures at the trip did not reach "
+                    "this process",
+                    circuit.name,
+                    trip.namespace,
+                )
+            else:
+                logger.warning(
+                    "circuit %r opened by the fleet (namespace %r): %d errors in %d requests (%d%%) across the fleet",
+                    circuit.name,
+                    trip.namespace,
+                    trip.errors,
+                    trip.requests,
+                    error_percentage(trip.errors, trip.requests),
+                )
+        elif new is State.OPEN:
+            errors, requests, slow = engine.trip_figures  # taken under the engine's lock as it opened
             logger.warning(
                 "circuit %r opened (was %s): %d errors in %d requests (%d%%)%s over the window",
                 circuit.name,

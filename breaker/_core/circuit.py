@@ -9,12 +9,12 @@ sync thread takes on a circuit, and nothing else.
 
 from __future__ import annotations
 
-from .engine import Engine
+from .engine import Engine, FleetTrip
 from .events import State
 from .settings import Settings
 from .statistics import CircuitStatistics, FleetView
 
-__all__ = ["Circuit", "FleetLink", "engine_of", "fleet_link"]
+__all__ = ["Circuit", "FleetLink", "FleetTrip", "engine_of", "fleet_link"]
 
 
 class Circuit:
@@ -96,9 +96,10 @@ class FleetLink:
         """``led``: the fleet decides trips; ``held``: an open circuit waits for the fleet's probe lease."""
         self._engine.lead(led, held)
 
-    def open(self, opened_at: float) -> None:
-        """The fleet opened at ``opened_at`` (on the circuit's clock)."""
-        self._engine.fleet_open(opened_at)
+    def open(self, opened_at: float, trip: FleetTrip) -> None:
+        """The fleet ``trip`` describes opened at ``opened_at`` (on the circuit's clock); if that opens the circuit,
+        its log line names the fleet and quotes the fleet's figures."""
+        self._engine.fleet_open(opened_at, trip)
 
     def close(self) -> None:
         """The fleet's probe succeeded: close and clear the window."""

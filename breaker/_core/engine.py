@@ -30,7 +30,7 @@ import sys
 import threading
 from collections.abc import Callable
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Literal, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol, TypeVar, overload
 
 from .events import (
     CANCELLED,
@@ -60,7 +60,7 @@ if TYPE_CHECKING:
     from .circuit import Circuit
     from .metrics import Collector
 
-__all__ = ["NO_LATENCY", "Engine"]
+__all__ = ["NO_LATENCY", "Engine", "FleetTrip"]
 
 #: `Engine.finish`'s ``kind`` for an outcome with no duration to record (a cancelled call).
 NO_LATENCY = -1
@@ -68,6 +68,14 @@ NO_LATENCY = -1
 A = TypeVar("A")
 
 Emit = Callable[["Circuit", State, State], None]
+
+
+class FleetTrip(NamedTuple):
+    """Fleet mode: the fleet that opened a circuit, and its figures as it tripped (None: not known here)."""
+
+    namespace: str
+    errors: int | None
+    requests: int | None
 
 
 class Pool(Protocol):
@@ -95,6 +103,7 @@ class Engine:
         "fallback_failures",
         "fallback_successes",
         "fleet",
+        "fleet_trip",
         "free",
         "ignored",
         "latency",
@@ -142,9 +151,10 @@ class Engine:
         self.transitions = TransitionQueue(self._deliver_one)
         #: Runs that timed out (thread isolation) and still hold their ticket.
         self.abandoned = 0
-        #: (errors, requests) in the window when the circuit last tripped, for the log line.
         #: (errors, requests, slow calls) in the window as it tripped, for the log line.
         self.trip_figures = (0, 0, 0)
+        #: Fleet mode: the fleet that opened the circuit last, for the log line; None when health opened it.
+        self.fleet_trip: FleetTrip | None = None
         #: What the fleet shares of this circuit, as of its last sync (None outside fleet mode).
         self.fleet: FleetView | None = None
         # The fast surface's never-replaced objects.
@@ -558,6 +568,7 @@ class Engine:
         if not trip:
             return None
         self.trip_figures = (errors, errors + window.successes(), slow)
+        self.fleet_trip = None
         transition = self.machine.open(now)
         self._publish()
         return transition
@@ -595,10 +606,13 @@ class Engine:
                 self._rearm()  # local health decides again: the next outcome evaluates it
             self._publish()
 
-    def fleet_open(self, opened_at: float) -> None:
-        """Fleet mode: the fleet opened at ``opened_at`` (this circuit's clock)."""
+    def fleet_open(self, opened_at: float, trip: FleetTrip) -> None:
+        """Fleet mode: the fleet ``trip`` describes opened at ``opened_at`` (this circuit's clock)."""
         with self.lock:  # state and flags change together
-            self._report(self.machine.fleet_open(opened_at))
+            transition = self.machine.fleet_open(opened_at)
+            if transition is not None:
+                self.fleet_trip = trip
+            self._report(transition)
             self._publish()
         self.transitions.deliver()
 

@@ -90,6 +90,11 @@ class FleetView:
         connected: Whether the last sync reached Redis. While it does not, the circuit runs on local state alone.
         probing: Whether this process holds the fleet's probe lease.
         synced_at: When the last sync that reached Redis ended, on the circuit's clock.
+        trip_requests: While the fleet is open, its window's requests when it tripped (the trip clears the window,
+            so ``requests`` tells little then); None while it is closed, or when the figures did not reach this
+            process.
+        trip_errors: Likewise, its errors when it tripped.
+        trip_error_percentage: Likewise, ``trip_errors / trip_requests`` as a percentage rounded half up.
     """
 
     state: str
@@ -100,3 +105,6 @@ class FleetView:
     connected: bool
     probing: bool
     synced_at: float
+    trip_requests: int | None = None
+    trip_errors: int | None = None
+    trip_error_percentage: int | None = None

@@ -38,9 +38,23 @@ exponential backoff (up to 5 s, with jitter); when Redis answers again, the proc
 (the counts made meanwhile are not sent) and an info line says so. Use a client with a ``socket_timeout``: a sync
 waits for Redis as long as the client lets it.
 
+Fork. A fleet configured before ``fork()`` (gunicorn ``--preload``, multiprocessing's fork start method) syncs in
+the child too: an ``os.register_at_fork`` handler gives the child fresh locks, a token of its own (its own sync mark
+and numbering; the parent's probe lease stays the parent's) and a new sync thread. The child starts with no
+circuits (the registry drops the parent's at a fork), so the counts the parent made are sent by the parent only.
+
 Statistics. ``circuit.statistics().fleet`` is a `breaker.FleetView` (the fleet's state, requests, errors, error
 percentage, generation, whether Redis answered, whether this process holds the probe), beside the local figures;
 the Hystrix stream sends them as ``fleet*`` fields, and the dashboard shows them.
+
+Honest reporting. The trip clears the fleet's window, so the figures that tripped it would be lost: the process
+whose sync tripped it writes them to ``{namespace}:breaker:<command>:trip`` (`TRIP_SCRIPT`, one more round trip,
+only then; each lease holder writes them again, so that they live as long as the outage), and the others read them
+there when they see the fleet open without them. A circuit
+the fleet opens logs one warning, with those figures: "circuit 'x' opened by the fleet (namespace 'shop'): 60 errors
+in 100 requests (60%) across the fleet" (or that they did not reach this process); a failed probe of the lease
+holder logs at info level that the circuit stays open. While open, the view's ``trip_requests``, ``trip_errors`` and
+``trip_error_percentage`` hold them (the stream's ``fleetTrip*`` fields, the dashboard's fleet line).
 """
 
 from __future__ import annotations
@@ -59,10 +73,10 @@ from datetime import timedelta
 from typing import Any, Final, Protocol
 
 from breaker import Circuit, FleetView, State, circuits, on_state_change, remove_state_listener
-from breaker._core.circuit import FleetLink, fleet_link
+from breaker._core.circuit import FleetLink, FleetTrip, fleet_link
 from breaker._core.validation import seconds
 
-__all__ = ["SYNC_SCRIPT", "Fleet", "FleetStatistics", "RedisClient", "configure_fleet", "current_fleet"]
+__all__ = ["SYNC_SCRIPT", "TRIP_SCRIPT", "Fleet", "FleetStatistics", "RedisClient", "configure_fleet", "current_fleet"]
 
 logger = logging.getLogger("breaker")
 
@@ -161,6 +175,30 @@ return out
 """
 
 
+#: The figures that tripped a fleet, for the processes whose sync did not trip it (the trip clears the window, so
+#: their syncs answer none): ``KEYS`` are commands' trip keys; ``ARGV`` per key ``""`` (read it), or
+#: ``"<generation> <requests> <errors>"`` and its TTL in ms (write it: this process's sync tripped the fleet, or it
+#: holds the probe lease and keeps the figures alive). Answers each key's value (``""``: none).
+TRIP_SCRIPT: Final = """
+local out = {}
+local a = 1
+for i, key in ipairs(KEYS) do
+  local value = ARGV[a]
+  if value ~= '' then
+    redis.call('SET', key, value, 'PX', tonumber(ARGV[a + 1]))
+    a = a + 2
+  else
+    a = a + 1
+  end
+  out[i] = redis.call('GET', key) or ''
+end
+return out
+"""
+#: Reads of the trip figures a process tries per fleet generation while it lacks them (the process that tripped
+#: the fleet writes them one round trip after its sync).
+TRIP_READS: Final = 3
+
+
 class RedisClient(Protocol):
     """What the fleet needs of a redis-py client: ``register_script`` (``redis.Redis``, ``redis.RedisCluster``)."""
 
@@ -197,6 +235,11 @@ class _Entry:
     requests: int = 0  # health counts at the last sync: the next delta starts here
     errors: int = 0
     seen: int = -1  # the fleet generation last seen; -1: unknown, send no counts
+    trip: FleetTrip | None = None  # while the fleet is open: what tripped it, when known
+    tripped: int = -1  # the generation the fleet's trip began (the trip's figures are this one's)
+    closed: int = -1  # the fleet generation last seen closed: trip figures of that one or older are stale
+    asked: tuple[int, int] = (-1, 0)  # (generation, reads) of the trip figures while they are not known
+    kept: int = -1  # the generation this process last wrote the trip figures for
     event: str = ""  # the local probe's outcome not yet sent: "ok" or "fail" (set by the listener)
 
 
@@ -245,9 +288,11 @@ class Fleet:
         self._commands = _names("commands", commands)
         self._exclude = _names("exclude", exclude) or frozenset()
         self._script = client.register_script(SYNC_SCRIPT)
-        #: This process's token: the probe lease's value.
-        self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        # Guards the entries' pending probe outcomes: the listener runs on callers' threads.
+        self._trip_script = client.register_script(TRIP_SCRIPT)
+        #: This process's token: the probe lease's value, and its sync mark's name (a forked child makes its own).
+        self.token = _token()
+        # Guards the entries' pending probe outcomes: the listener runs on callers' threads. Re-created (never
+        # acquired) in a forked child: a parent's thread may have held it at the fork.
         self._lock = threading.Lock()
         self._entries: dict[str, _Entry] = {}
         self._stop = threading.Event()
@@ -257,7 +302,7 @@ class Fleet:
         self._sequence = 0  # numbers the syncs: Redis applies each once, however often the client sends it
         self._begun = 0  # syncs started; _synced: the last started one that reached Redis (for wait_synced)
         self._synced = 0
-        self._thread = threading.Thread(target=self._run, name=f"breaker-fleet-{namespace}", daemon=True)
+        self._thread = self._new_thread()
         if start:
             self.start()
 
@@ -271,6 +316,8 @@ class Fleet:
         if self._thread.ident is not None or self._stop.is_set():
             raise RuntimeError(f"{self!r} was started or closed already")
         on_state_change(self._on_change)
+        with _started_lock:  # see _started_lock
+            _started.add(self)
         self._thread.start()
 
     def __repr__(self) -> str:
@@ -302,6 +349,8 @@ class Fleet:
 
     def close(self) -> None:
         """Stop syncing, wait for the thread, and return every shared circuit to local state. Idempotent."""
+        with _started_lock:  # see _started_lock; first: a fork from now on does not restart this fleet
+            _started.discard(self)
         self._stop.set()
         self._wake.set()
         if self._thread.ident is not None and self._thread is not threading.current_thread():
@@ -313,6 +362,26 @@ class Fleet:
             entry.link.view = None
 
     # -- the thread ---------------------------------------------------------------------------------------------
+
+    def _new_thread(self) -> threading.Thread:
+        return threading.Thread(target=self._run, name=f"breaker-fleet-{self.namespace}", daemon=True)
+
+    def _restart_after_fork(self) -> None:
+        """In a forked child, where only the forking thread runs: the parent's sync thread is not here. Sync anew as
+        a process of its own: fresh lock and events (a parent's thread may have held them), a token of its own
+        (its own sync mark and numbering, and no claim on the parent's probe lease), no entries (the registry
+        dropped the parent's circuits, so the parent's counts stay the parent's to send), figures from zero, and
+        a new thread, owned by this fleet as before (`close` stops it)."""
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self.token = _token()
+        self._entries = {}
+        self._connected = False
+        self._syncs = self._failures = self._outages = 0
+        self._sequence = self._begun = self._synced = 0
+        self._thread = self._new_thread()
+        self._thread.start()
 
     def _on_change(self, name: str, old: State, new: State) -> None:
         """A state change of some circuit (on the caller's thread): note the end of a local probe, wake the sync."""
@@ -408,12 +477,71 @@ class Fleet:
         keys.append(f"{{{self.namespace}}}:breaker-sync:{self.token}")
         args += [self._sequence, longest_ttl]
         answer = self._script(keys=keys, args=args)
+        answers = []
         for i, (entry, (requests, errors)) in enumerate(zip(entries, counts, strict=True)):
             state, age_ms, generation, fleet_requests, fleet_errors, granted = answer[6 * i : 6 * i + 6]
+            view = (_text(state), int(age_ms), int(generation), int(fleet_requests), int(fleet_errors))
+            tripped = self._tripped_here(entry, *view)  # before ``seen`` moves on
             entry.requests, entry.errors = requests, errors
             entry.seen = int(generation)
-            view = (_text(state), int(age_ms), int(generation), int(fleet_requests), int(fleet_errors))
-            self._apply(entry, *view, probing=bool(int(granted)))
+            answers.append((entry, view, bool(int(granted)), tripped))
+        self._learn_trips([(entry, view, probing, tripped) for entry, view, probing, tripped in answers])
+        for entry, view, probing, _ in answers:
+            self._apply(entry, *view, probing=probing)
+
+    @staticmethod
+    def _tripped_here(entry: _Entry, state: str, age_ms: int, generation: int, requests: int, errors: int) -> bool:
+        """Whether this sync tripped the fleet: it answers open, in a generation new to this process, with figures
+        past the thresholds (the trip clears the window: every later answer has next to none)."""
+        settings = entry.link.settings
+        return (
+            state == "open"
+            and generation != entry.seen
+            and requests > 0
+            and requests >= settings.request_volume_threshold
+            and (errors * 200 + requests) // (requests * 2) >= settings.error_percent_threshold
+        )
+
+    def _learn_trips(self, answers: list[tuple[_Entry, tuple[str, int, int, int, int], bool, bool]]) -> None:
+        """Keep what tripped each open fleet, for the log line and the view: the process whose sync tripped it
+        writes its figures to Redis, and so does each lease holder (once per generation: the key outlives the
+        outage), the others read them there; one round trip for every command, and none unless one of these
+        happened or a process lacks its figures (`TRIP_READS` tries per generation). Never raises: the sync itself
+        reached Redis."""
+        writes: list[tuple[_Entry, list[object]]] = []
+        reads: list[tuple[_Entry, int]] = []
+        for entry, (state, _, generation, requests, errors), probing, tripped in answers:
+            trip = entry.trip
+            if state != "open":
+                entry.trip, entry.closed = None, generation
+            elif tripped or (probing and trip is not None and entry.kept != generation):
+                if tripped or trip is None:
+                    entry.trip = trip = FleetTrip(self.namespace, errors, requests)
+                    entry.tripped = generation
+                settings = entry.link.settings  # a TTL below the state's: nothing outlives the state
+                ttl = 2 * max(settings.rolling_window, settings.sleep_window) + 10 * self.sync_interval
+                writes.append((entry, [f"{entry.tripped} {trip.requests} {trip.errors}", round(ttl * 1000)]))
+                entry.kept = generation
+            elif trip is None:
+                asked, tries = entry.asked
+                tries = tries if asked == generation else 0
+                if tries < TRIP_READS:
+                    entry.asked = (generation, tries + 1)
+                    reads.append((entry, generation))
+        if not writes and not reads:
+            return
+        keys = [f"{{{self.namespace}}}:breaker:{entry.link.name}:trip" for entry, _ in [*writes, *reads]]
+        args = [*(arg for _, value in writes for arg in value), *([""] * len(reads))]
+        try:
+            values = self._trip_script(keys=keys, args=args)
+        except Exception as error:  # only the figures are missing; a failing Redis fails the next sync
+            logger.debug("fleet %r: could not exchange trip figures with Redis (%r)", self.namespace, error)
+            return
+        for (entry, generation), value in zip(reads, values[len(writes) :], strict=True):
+            fields = _text(value).split()
+            if len(fields) == 3 and entry.closed < int(fields[0]) <= generation:  # this outage's trip
+                entry.trip = FleetTrip(self.namespace, int(fields[2]), int(fields[1]))
+                entry.tripped = int(fields[0])
 
     def _apply(
         self, entry: _Entry, state: str, age_ms: int, generation: int, requests: int, errors: int, *, probing: bool
@@ -425,13 +553,30 @@ class Fleet:
         if pending:
             self._wake.set()
         elif state == "open":
-            circuit.open(now - age_ms / 1000)
+            circuit.open(now - age_ms / 1000, entry.trip or FleetTrip(self.namespace, None, None))
             circuit.lead(True, held=not probing)
         else:
             circuit.close()
             circuit.lead(True, held=False)
-        percentage = (errors * 200 + requests) // (requests * 2) if requests else 0
-        circuit.view = FleetView(state, requests, errors, percentage, generation, True, probing, now)
+        percentage = _percentage(errors, requests)
+        trip = entry.trip if state == "open" else None
+        trip_errors, trip_requests = (None, None) if trip is None else (trip.errors, trip.requests)
+        trip_percentage = (
+            None if trip_errors is None or trip_requests is None else _percentage(trip_errors, trip_requests)
+        )
+        circuit.view = FleetView(
+            state,
+            requests,
+            errors,
+            percentage,
+            generation,
+            True,
+            probing,
+            now,
+            trip_requests,
+            trip_errors,
+            trip_percentage,
+        )
 
     def _current_entries(self) -> list[_Entry]:
         entries = []
@@ -453,9 +598,44 @@ def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _percentage(errors: int, requests: int) -> int:
+    """``100 * errors / requests`` rounded half up (as the script and the local circuits round); 0 with none."""
+    return (errors * 200 + requests) // (requests * 2) if requests else 0
+
+
+def _token() -> str:
+    """A process's token: host, pid, and a random part (a pid can be reused)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
 _current: Fleet | None = None
-# Guards _current: configure_fleet may be called from several threads at startup.
+# Guards _current: configure_fleet may be called from several threads at startup. Re-created in a forked child.
 _current_lock = threading.Lock()
+
+#: The fleets started and not closed: a forked child restarts their syncs.
+_started: set[Fleet] = set()
+# Guards _started: fleets start and close on any thread. Re-created (never acquired) in a forked child.
+_started_lock = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    """A fleet configured before a fork (gunicorn ``--preload``, multiprocessing) syncs in the child too, as a
+    process of its own. Runs after the registry's own fork handler (registered first), which drops the parent's
+    circuits."""
+    global _current_lock, _started_lock
+    _current_lock = threading.Lock()
+    _started_lock = threading.Lock()
+    for fleet in list(_started):
+        if fleet._stop.is_set():  # closing at the fork
+            continue
+        try:
+            fleet._restart_after_fork()
+        except Exception:  # a fork handler must not raise: the child runs on local state
+            logger.exception("fleet %r: could not restart its sync after a fork; circuits run locally", fleet.namespace)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def configure_fleet(

@@ -108,6 +108,9 @@ class CommandMessage(TypedDict):
     fleetGeneration: NotRequired[int]
     fleetConnected: NotRequired[bool]
     fleetProbing: NotRequired[bool]
+    fleetTripRequestCount: NotRequired[int]
+    fleetTripErrorCount: NotRequired[int]
+    fleetTripErrorPercentage: NotRequired[int]
 
 
 class ThreadPoolMessage(TypedDict):
@@ -196,7 +199,9 @@ def command_message(stats: CircuitStatistics, now_ms: int, *, group: str | None 
       (``slow_call_duration``, at least 1; `INT_MAX` when infinite: no call is slow) and
       ``propertyValue_slowCallPercentThreshold`` (``slow_call_percent_threshold`` rounded up, as the error
       threshold); in fleet mode (``stats.fleet``), the fleet's figures: ``fleetState``, ``fleetRequestCount``,
-      ``fleetErrorCount``, ``fleetErrorPercentage``, ``fleetGeneration``, ``fleetConnected``, ``fleetProbing``.
+      ``fleetErrorCount``, ``fleetErrorPercentage``, ``fleetGeneration``, ``fleetConnected``, ``fleetProbing``,
+      and while the fleet is open, the figures that tripped it (when known here): ``fleetTripRequestCount``,
+      ``fleetTripErrorCount``, ``fleetTripErrorPercentage``.
 
     Args:
         stats: The circuit's snapshot (``circuit.statistics()``).
@@ -277,6 +282,11 @@ def command_message(stats: CircuitStatistics, now_ms: int, *, group: str | None 
         message["fleetGeneration"] = fleet.generation
         message["fleetConnected"] = fleet.connected
         message["fleetProbing"] = fleet.probing
+        requests, errors, percentage = fleet.trip_requests, fleet.trip_errors, fleet.trip_error_percentage
+        if requests is not None and errors is not None and percentage is not None:  # open: what tripped it
+            message["fleetTripRequestCount"] = requests
+            message["fleetTripErrorCount"] = errors
+            message["fleetTripErrorPercentage"] = percentage
     return message
 
 

@@ -416,7 +416,8 @@ def test_breaker_extras_half_open_and_abandoned(site: Site, page: Page) -> None:
     expect(page.locator(".card")).to_have_count(1)
 
 
-#: Fleet mode: one circuit shared through Redis (open fleet-wide), one whose process lost Redis.
+#: Fleet mode: one circuit shared through Redis (open fleet-wide), one the fleet opened (its window cleared by the
+#: trip, the figures that tripped it sent beside), one whose process lost Redis.
 FLEET_STREAM = [
     event(
         breaker_command(
@@ -429,6 +430,22 @@ FLEET_STREAM = [
             fleetGeneration=3,
             fleetConnected=True,
             fleetProbing=True,
+        )
+    )
+    + event(
+        breaker_command(
+            "Orders",
+            circuitState="open",
+            fleetState="open",
+            fleetRequestCount=0,
+            fleetErrorCount=0,
+            fleetErrorPercentage=0,
+            fleetGeneration=1,
+            fleetConnected=True,
+            fleetProbing=False,
+            fleetTripRequestCount=100,
+            fleetTripErrorCount=60,
+            fleetTripErrorPercentage=60,
         )
     )
     + event(
@@ -453,6 +470,8 @@ def test_fleet_figures_show_beside_the_local_ones(site: Site, page: Page) -> Non
     payments = card(page, "Payments").locator(".fleet")
     expect(payments).to_have_text("fleet: open · 1,234 req · 57% errors · gen 3 · probing for the fleet")
     expect(payments).to_have_attribute("data-state", "open")
+    orders = card(page, "Orders").locator(".fleet")
+    expect(orders).to_have_text("fleet: open · tripped at 100 req · 60% errors · gen 1 · synced")
     ledger = card(page, "Ledger").locator(".fleet")
     expect(ledger).to_have_text("fleet: closed · 0 req · 0% errors · gen 8 · Redis unreachable: local")
     expect(ledger).to_have_attribute("data-connected", "false")

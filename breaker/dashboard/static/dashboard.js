@@ -217,7 +217,8 @@ function readCommand(message) {
   };
 }
 
-// breaker's fleet mode (configure_fleet) sends the fleet's shared figures beside the process's own.
+// breaker's fleet mode (configure_fleet) sends the fleet's shared figures beside the process's own; while the
+// fleet is open, also the figures that tripped it (the trip clears the fleet's window).
 function readFleet(message) {
   if (!("fleetState" in message)) return null;
   return {
@@ -227,6 +228,10 @@ function readFleet(message) {
     generation: numberOf(message.fleetGeneration),
     connected: truthOf(message.fleetConnected),
     probing: truthOf(message.fleetProbing),
+    trip:
+      "fleetTripRequestCount" in message
+        ? { requests: numberOf(message.fleetTripRequestCount), errorPct: numberOf(message.fleetTripErrorPercentage) }
+        : null,
   };
 }
 
@@ -491,10 +496,11 @@ function renderFleet(element, fleet) {
   element.hidden = fleet === null;
   if (fleet === null) return;
   const link = fleet.connected ? (fleet.probing ? "probing for the fleet" : "synced") : "Redis unreachable: local";
+  const shown = fleet.state === "open" && fleet.trip !== null ? fleet.trip : fleet; // open: what tripped it
   setText(
     element,
-    `fleet: ${fleet.state} · ${formatCount(fleet.requests)} req · ${formatPercent(fleet.errorPct)} errors · ` +
-      `gen ${formatCount(fleet.generation)} · ${link}`,
+    `fleet: ${fleet.state} · ${shown === fleet ? "" : "tripped at "}${formatCount(shown.requests)} req · ` +
+      `${formatPercent(shown.errorPct)} errors · gen ${formatCount(fleet.generation)} · ${link}`,
   );
   setData(element, "state", fleet.state);
   setData(element, "connected", String(fleet.connected));
