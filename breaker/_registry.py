@@ -365,6 +365,7 @@ class Registry:
     def reinit_after_fork(self) -> None:
         """In a forked child: fresh locks and threads, and no circuit state inherited from the parent."""
         self._lock = threading.Lock()
+        self._configuring = threading.RLock()  # a parent's thread may have held it at the fork: it never returns
         for engine in self.engines.values():
             engine.set_live(False)
         self.engines = {}

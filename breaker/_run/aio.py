@@ -25,6 +25,7 @@ import contextlib
 import inspect
 import logging
 import math
+import os
 import threading
 import types
 import weakref
@@ -108,6 +109,18 @@ class _HandOff:
 #: Each engine's `_HandOff`, made on first use; the lock guards making one (tasks on several loops and threads).
 _hand_offs: weakref.WeakKeyDictionary[Engine, _HandOff] = weakref.WeakKeyDictionary()
 _hand_offs_lock = threading.Lock()
+
+
+def _reinit_after_fork() -> None:
+    """In a forked child: a fresh lock (a parent's thread may have held it at the fork), and no hand-off of the
+    parent's engines, whose workers did not survive the fork."""
+    global _hand_offs_lock, _hand_offs
+    _hand_offs_lock = threading.Lock()
+    _hand_offs = weakref.WeakKeyDictionary()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reinit_after_fork)
 
 
 def hand_off_later(core: Engine, step: Callable[..., Any], *args: Any) -> None:
