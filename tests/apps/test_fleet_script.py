@@ -12,6 +12,7 @@ and ARGV (no threads), and what a `Fleet` does with data in Redis that its scrip
 from __future__ import annotations
 
 import dataclasses
+import logging
 import random
 import time
 from collections.abc import Callable
@@ -21,7 +22,7 @@ import pytest
 import redis
 
 import breaker
-from breaker import CommandConfig
+from breaker import CommandConfig, State
 from breaker.fleet import SYNC_SCRIPT
 from breaker.testing import FakeClock
 
@@ -333,3 +334,181 @@ def test_script_puts_a_ttl_on_every_key_it_writes(sync: Sync) -> None:
     assert windows
     assert all(0 < ttl <= 2 * 10_000 + 1_000 for ttl in windows)
     assert all(ttl > 0 for ttl in ttls.values()), ttls
+
+
+# -- costs: what a process knows is not read again ------------------------------------------------------------------
+
+
+def script_commands(client: redis.Redis) -> int:
+    """The commands Redis ran inside scripts so far (INFO commandstats, the client's own left out)."""
+    stats = client.info("commandstats")
+    own = ("cmdstat_evalsha", "cmdstat_eval", "cmdstat_info", "cmdstat_config|resetstat", "cmdstat_script|load")
+    return sum(int(v["calls"]) for k, v in stats.items() if k not in own)
+
+
+def test_the_commands_a_call_runs_do_not_grow_with_the_commands_in_it(sync: Sync) -> None:
+    """A sync of 200 commands with calls runs as many Redis commands as one of 2 (variadic reads and writes)."""
+    sync("p", **{f"c{i}": Args(requests=1) for i in range(200)})  # first sync: states read, version learnt
+    costs = []
+    for n in (2, 200):
+        sync.client.config_resetstat()
+        answers = sync("p", **{f"c{i}": Args(requests=1, mode="f") for i in range(n)})
+        costs.append(script_commands(sync.client))
+        assert all(a == Answer("closed", 0, 0, a.requests, 0, False) and a.requests >= 2 for a in answers.values())
+    assert costs[0] == costs[1], costs
+
+
+def test_a_process_learns_the_changes_of_commands_it_did_not_send_and_only_those(sync: Sync) -> None:
+    """A trip bumps the version: a process that knew the version before learns that command's new state, once."""
+    sync("p", a=Args(), b=Args())
+    assert sync.header[3] == {}
+    sync.trip(command="a")
+    assert sync("p") == {}
+    version, resync, repaired, learnt = sync.header
+    assert (resync, repaired, list(learnt)) == (0, [], ["a"])
+    assert learnt["a"][0::2] == ("open", 1)
+    sync("p")
+    assert sync.header[3] == {}  # learnt once
+    assert sync.header[0] == version
+    # counts sent "fast" (the state known current) go in; a stale generation sent that way after a change does not
+    assert sync.one("p", Args(requests=3, mode="f"), "b").requests == 3
+    sync.trip(command="e")
+    stale = sync.one("p", Args(seen=0, requests=3, errors=3, mode="f"), "e")
+    assert (stale.state, stale.generation, stale.requests) == ("open", 1, 0)
+
+
+def test_a_resent_sync_adds_no_counts_and_a_lost_version_makes_every_process_relearn(sync: Sync) -> None:
+    """The mark applies each sync number once; a version deleted (or corrupt) starts an epoch all processes see."""
+    assert sync.one("p", Args(requests=2)).requests == 2
+    sync.sequences["p"] -= 1  # the client sends the same sync again
+    assert sync.one("p", Args(requests=2, mode="f")).requests == 2
+    sync("q")
+    sync.trip(command="t")  # a change: the version moves on (a new epoch may start in the same ms as the first)
+    sync("p")
+    sync("q")
+    sync.client.delete("{s}:breaker-version")
+    sync("p")
+    assert sync.header[1] == 1  # p relearns every state
+    sync("q")
+    assert sync.header[1] == 1
+    sync("q")
+    assert sync.header[1] == 0
+
+
+# -- corruption: repaired, reported once, the other commands unharmed --------------------------------------------
+
+
+def test_a_bad_state_value_is_repaired_and_the_command_trips_on_its_failures(sync: Sync) -> None:
+    """``state banana``: reported corrupt, restarted closed in a new generation, then trips; the other command syncs."""
+    sync.client.hset(sync.key("c", "state"), mapping={"state": "banana", "gen": 3, "opened": 0})
+    answers = sync("p", c=Args(seen=3, requests=5, errors=5, volume=5), d=Args(requests=4))
+    assert answers["c"].corrupt
+    assert (answers["c"].state, answers["c"].generation) == ("closed", 4)
+    assert answers["d"] == Answer("closed", 0, 0, 4, 0, False)
+    tripped = sync.one("p", Args(seen=4, requests=5, errors=5, volume=5))
+    assert (tripped.state, tripped.generation, tripped.corrupt) == ("open", 5, False)
+    assert sync.state()["state"] == "open"
+
+
+@pytest.mark.parametrize("field", ["gen", "opened"])
+def test_a_non_numeric_generation_or_opening_time_is_repaired(sync: Sync, field: str) -> None:
+    """A gen or opened that is no integer: the command restarts closed in a new generation, reported once."""
+    sync.trip()
+    sync.client.hset(sync.key("c", "state"), field, "x1")
+    answers = sync("p", c=Args(seen=1), d=Args(requests=1))
+    assert answers["c"].corrupt
+    assert answers["c"].state == "closed"
+    assert answers["d"] == Answer("closed", 0, 0, 1, 0, False)
+    again = sync("p", c=Args(seen=answers["c"].generation, requests=1), d=Args(requests=1))
+    assert not again["c"].corrupt
+    assert (again["c"].requests, again["d"].requests) == (1, 2)
+
+
+@pytest.mark.parametrize(
+    ("key", "make"),
+    [
+        ("state", lambda c, k: c.set(k, "not a hash")),
+        ("probe", lambda c, k: c.rpush(k, "a", "b")),
+        ("window", lambda c, k: c.set(k, "not a hash")),
+        ("bucket", lambda c, k: c.sadd(k, "x")),
+        ("version", lambda c, k: c.hset(k, "x", 1)),
+        ("changes", lambda c, k: c.set(k, "not a zset")),
+    ],
+)
+def test_a_key_of_the_wrong_type_is_deleted_reported_and_rebuilt(
+    sync: Sync, key: str, make: Callable[[redis.Redis, str], object]
+) -> None:
+    """A string, list, set or hash where the script expects another type: deleted, named, rebuilt; syncs go on."""
+    sync.trip(Args(sleep_ms=1))
+    sync.wait_sleep(1)
+    sync("p", d=Args())  # p knows the version
+    idx = redis_ms(sync.client) // 1000
+    target = {
+        "state": sync.key("c", "state"),
+        "probe": sync.key("c", "probe"),
+        "window": sync.window("r"),
+        "bucket": sync.window(f"{idx}:r"),
+        "version": "{s}:breaker-version",
+        "changes": "{s}:breaker-changes",
+    }[key]
+    sync.client.delete(target)
+    make(sync.client, target)
+    wait_for("the same bucket", lambda: redis_ms(sync.client) // 1000 == idx or key != "bucket", 0.0)
+    if key == "changes":  # read or written at the next change only
+        sync.trip(command="x")
+        assert sync.header[2] == [target]
+    answers = sync("p", c=Args(seen=1, sleep_ms=1), d=Args(requests=3))
+    assert sync.header[2] == ([] if key == "changes" else [target])
+    assert answers["d"].requests == 3
+    assert answers["c"].state == ("closed" if key == "state" else "open")
+    assert answers["c"].granted == (key != "state")
+    sync("p", c=Args(seen=answers["c"].generation, sleep_ms=1), d=Args(requests=1))
+    assert sync.header[2] == []  # reported once: rebuilt
+
+
+def test_a_malformed_window_field_restarts_that_commands_window_only(sync: Sync) -> None:
+    """A count that is no integer (a total or a bucket's): that command's window restarts; the other's stays."""
+    sync("p", c=Args(requests=5, errors=1), d=Args(requests=7, errors=2))
+    sync.client.hset(sync.window("r"), "c", "banana")
+    answers = sync("p", c=Args(requests=1, mode="f"), d=Args(requests=1, mode="f"))
+    assert answers["c"].corrupt
+    assert (answers["c"].requests, answers["c"].errors) == (1, 0)
+    assert (answers["d"].requests, answers["d"].errors, answers["d"].corrupt) == (8, 2, False)
+    idx = redis_ms(sync.client) // 1000
+    sync.client.hset(sync.window(f"{idx}:e"), "d", "-3")
+    answers = sync("p", c=Args(requests=1, mode="f"), d=Args(requests=1, errors=1, mode="f"))
+    assert (answers["c"].requests, answers["c"].corrupt) == (2, False)
+    if redis_ms(sync.client) // 1000 == idx:  # the bucket it wrote to is the one corrupted
+        assert answers["d"].corrupt
+        assert (answers["d"].requests, answers["d"].errors) == (1, 1)
+
+
+def test_a_fleet_logs_a_corrupt_command_once_trips_it_and_keeps_syncing_the_others(
+    redis_server: RedisServer, fresh_registry: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`state banana` in Redis: the fleet still trips on 100 failures, one warning names the command, others sync."""
+    for name in ("bad", "good"):
+        breaker.configure_command(name, CommandConfig(isolation="caller", request_volume_threshold=10))
+    bad, good = breaker.get_circuit("bad")[0], breaker.get_circuit("good")[0]
+    client = redis_server.client(decode_responses=True)
+    client.hset("{rot}:breaker:bad:state", mapping={"state": "banana", "gen": 0, "opened": 0})
+    fleet = breaker.configure_fleet(redis_server.client(), "rot", 0.05)
+    try:
+        assert fleet.wait_synced(WAIT)
+        for _ in range(100):
+            call("bad", failing)
+            assert call("good", lambda: "ok") == "ok"
+        wait_for("the fleet to open bad", lambda: bad.state is State.OPEN)
+        wait_for(
+            "good's 100 calls counted", lambda: (view := good.statistics().fleet) is not None and view.requests == 100
+        )
+        assert fleet.wait_synced(WAIT)
+        assert fleet.wait_synced(WAIT)
+    finally:
+        fleet.close()
+    assert client.hget("{rot}:breaker:bad:state", "state") == "open"
+    warnings = [r.getMessage() for r in caplog.records if r.name == "breaker" and r.levelno >= logging.WARNING]
+    corrupt = [message for message in warnings if "corrupt" in message]
+    assert len(corrupt) == 1, warnings
+    assert "'bad'" in corrupt[0]
+    assert fleet.statistics().failures == 0
