@@ -10,11 +10,11 @@ sends its own probe. `configure_fleet` shares the breakers of a namespace throug
     fleet = breaker.configure_fleet(redis.Redis(socket_timeout=0.5), namespace="shop", sync_interval=0.25)
 
 How it works. The hot path never touches Redis: each process counts as before, and one thread per process
-(the `Fleet`'s) syncs every ``sync_interval`` seconds, in one round trip: a Lua script (`SYNC_SCRIPT`) that, for
-every shared command at once, atomically
+(the `Fleet`'s) syncs every ``sync_interval`` seconds with a Lua script (`SYNC_SCRIPT`; its arguments, answer and
+costs in `breaker.fleet._script`), one call per 100 commands sent, that atomically
 
-- adds the requests and errors this process counted since its last sync to the fleet's per-bucket counters (a
-  hash per command, buckets by Redis's clock, stale buckets deleted, a TTL of the window on the key);
+- adds the requests and errors this process counted since its last sync to the fleet's window: running totals
+  per command and a hash per bucket, buckets by Redis's clock, a bucket that leaves the window subtracted once;
 - trips the fleet when its window crosses the command's thresholds (``request_volume_threshold`` and
   ``error_percent_threshold``): the state, its opening time (Redis's clock, not the hosts') and a generation
   number live in a hash per command, and change only inside the script;
@@ -27,10 +27,22 @@ and answers with the fleet's figures, which the process then applies to its circ
 (within about two sync intervals of the trip, wherever it was seen), only the lease holder's circuit may probe,
 and a closed fleet closes them. While the fleet leads, local health never trips a circuit on its own.
 
+Cost. A sync sends only the commands that need it: calls since the last sync, a probe outcome, an open fleet past
+its sleep window, a state the process does not know yet (and each idle command once every `REFRESH_SYNCS` syncs,
+to refresh its figures). Every state change moves a namespace version; a process sends the version it knows, and
+when it is current (read in O(1)) its counts go in without its commands' states being read; otherwise it learns
+the states of the commands that changed, and only those. The window's reads and writes are one variadic HMGET
+and HSET per call for all its commands, so Redis's work grows with the commands that had calls, by field work.
+
 Every key of a namespace carries the hash tag ``{namespace}``, so that in a Redis Cluster they share one slot and
-the one script call covers them; every key has a TTL, so nothing outlives its use. Each sync is numbered, and a
+one script call covers them; every key has a TTL, so nothing outlives its use. Each script call is numbered, and a
 per-process mark key (``{namespace}:breaker-sync:<process>``) makes Redis apply each number once: redis-py resends
 a command after a socket timeout, and a resent sync must not add its counts twice.
+
+Corrupt data. The script checks every value it reads: a key of the wrong type is deleted and rebuilt, and a
+command's bad field (a state other than open or closed, a generation, opening time or count that is no
+non-negative integer) restarts that command closed in a new generation, or its window empty. Each is logged once
+(a warning naming the key or the command), and the other commands go on syncing.
 
 Redis down or slow. Calls never wait on Redis and nothing raises into them. When a sync fails, the circuits run on
 local state alone (local trips, local probes), one warning is logged per outage, and the thread retries with
@@ -384,7 +396,7 @@ class Fleet:
             entry.idle = 0
             self._learn(
                 entry,
-                _text(state),
+                "open" if int(state) else "closed",
                 int(age_ms),
                 int(generation),
                 int(fleet_requests),

@@ -25,7 +25,7 @@ from __future__ import annotations
 from typing import Final
 
 #: Commands per script call: one call stays well under 1 ms of Redis time (see benchmarks/bench_fleet.py).
-CHUNK: Final = 200
+CHUNK: Final = 100
 
 #: Per-namespace keys, KEYS of every call: the process's sync mark, the version, the changes.
 #: ARGV: token, sync number, the mark's TTL (ms), the namespace keys' TTL (ms), the version the process knows (-1:
@@ -37,7 +37,7 @@ CHUNK: Final = 200
 #: counts and applies no outcome.
 #: Answer: the version, 1 if the process must relearn every state, the number of keys repaired then their names,
 #: the number of commands learnt (changed since the version the process knew, not in this call) then per each
-#: name, state, ms since it opened, generation; then per command of the call: state, ms since it opened,
+#: name, state, ms since it opened, generation; then per command of the call: 1 if open (else 0), ms since it opened,
 #: generation, the window's requests and errors, 1 if this process holds the probe lease, 1 if its data was
 #: corrupt (and was repaired).
 SCRIPT: Final = r"""
@@ -164,30 +164,28 @@ local function clear(p, name)  -- a command's window restarts empty
   end
 end
 
--- the commands: state (read only when the process may not know it), then counts per profile, batched
+-- the commands: state (read only when the process may not know it), then counts per profile, batched; one
+-- array per column (a table per command costs more than the rest of its work)
 local nc = tonumber(ARGV[8 + 7 * np])
 local base = 8 + 7 * np
-local rows = {}
+local NAME, PROF, SEEN, DREQ, DERR, STATE, GEN, OPENED, ADD, R, E, GRANTED, BAD = {}, {}, {}, {}, {}, {}, {}, {}, {},
+  {}, {}, {}, {}
 for i = 1, nc do
   local a = base + 6 * (i - 1)
-  local name, p, mode = ARGV[a + 1], profs[tonumber(ARGV[a + 2])], ARGV[a + 3]
-  local row = {name = name, p = p, seen = tonumber(ARGV[a + 4]), dreq = tonumber(ARGV[a + 5]),
-    derr = tonumber(ARGV[a + 6]), granted = 0, corrupt = 0}
-  rows[i] = row
+  local name, pi, mode, seen = ARGV[a + 1], tonumber(ARGV[a + 2]), ARGV[a + 3], tonumber(ARGV[a + 4])
+  local p = profs[pi]
+  NAME[i], PROF[i], GRANTED[i], BAD[i] = name, pi, 0, 0
   if not p.lo then roll(p) end
-  if mode == 'f' and not changed[name] then
-    row.state, row.gen, row.opened = 'closed', row.seen, 0  -- the state the process knows is current
-  else
+  local state, gen, opened = 'closed', seen, 0  -- mode 'f': the state the process knows is current
+  if mode ~= 'f' or changed[name] then
     changed[name] = nil
-    local key, state, gen, opened, bad = load(name, p.ttl)
-    if bad then row.corrupt = 1 end
-    local holder = false
-    if state == 'open' then
-      holder = safe('GET', P .. ':' .. name .. ':probe')
-      if holder and bad then holder = false end
-    end
+    local key, bad, holder
+    key, state, gen, opened, bad = load(name, p.ttl)
+    if bad then BAD[i] = 1 end
+    holder = false
+    if state == 'open' then holder = safe('GET', P .. ':' .. name .. ':probe') end
     -- the probe's outcome, from the lease holder only, for the generation it probed
-    if fresh and (mode == 'ok' or mode == 'fail') and state == 'open' and holder == pid and row.seen == gen then
+    if fresh and (mode == 'ok' or mode == 'fail') and state == 'open' and holder == pid and seen == gen then
       if mode == 'ok' then state = 'closed'; opened = 0 else opened = now end
       gen = gen + 1
       redis.call('HSET', key, 'state', state, 'gen', gen, 'opened', opened)
@@ -195,89 +193,107 @@ for i = 1, nc do
       clear(p, name)
       bump(name)
       holder = false
-      row.seen = -1
+      seen = -1
     end
     if state == 'open' and now - opened >= p.sleep then
       if holder == pid then
-        row.granted = 1
+        GRANTED[i] = 1
       elseif not holder and redis.call('SET', P .. ':' .. name .. ':probe', pid, 'NX', 'PX', p.lease) then
-        row.granted = 1
+        GRANTED[i] = 1
       end
     end
     redis.call('PEXPIRE', key, p.ttl)
-    row.state, row.gen, row.opened = state, gen, opened
   end
-  row.add = fresh and row.seen == row.gen and row.seen >= 0
-  if not row.add then row.dreq, row.derr = 0, 0 end
-  table.insert(p.rows, row)
-  table.insert(p.names, name)
+  STATE[i], GEN[i], OPENED[i] = state, gen, opened
+  if fresh and seen == gen and seen >= 0 then
+    ADD[i], DREQ[i], DERR[i] = true, tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6])
+  else
+    ADD[i], DREQ[i], DERR[i] = false, 0, 0
+  end
+  local rows = p.rows
+  rows[#rows + 1] = i
+  p.names[#rows] = name
 end
-for p = 1, np do
-  local prof = profs[p]
-  local prows = prof.rows
-  if #prows > 0 then
-    local tr = safe('HMGET', prof.r, unpack(prof.names))
-    local te = safe('HMGET', prof.e, unpack(prof.names))
+local function valid(v)  -- count(), inlined where it runs per command
+  if not v then return 0 end
+  local n = tonumber(v)
+  if n and n >= 0 and n % 1 == 0 then return n end
+  return nil
+end
+for pi = 1, np do
+  local prof = profs[pi]
+  local rows, names = prof.rows, prof.names
+  local m = #rows
+  if m > 0 then
+    local tr = safe('HMGET', prof.r, unpack(names))
+    local te = safe('HMGET', prof.e, unpack(names))
     local cur_r, cur_e = prof.W .. ':' .. prof.idx .. ':r', prof.W .. ':' .. prof.idx .. ':e'
-    local rn, en = {}, {}
-    for j, row in ipairs(prows) do
-      row.R, row.E = count(tr[j]), count(te[j])
-      if not row.R or not row.E then clear(prof, row.name); row.R, row.E, row.corrupt = 0, 0, 1 end
-      if row.dreq > 0 then table.insert(rn, row.name) end
-      if row.derr > 0 then table.insert(en, row.name) end
+    local rn, en, anyerr = {}, {}, false
+    for j = 1, m do
+      local i = rows[j]
+      local r, e = valid(tr[j]), valid(te[j])
+      if not r or not e then clear(prof, NAME[i]); r, e, BAD[i] = 0, 0, 1 end
+      R[i], E[i] = r, e
+      if DREQ[i] > 0 then rn[#rn + 1] = i end
+      if DERR[i] > 0 then en[#en + 1] = i end
     end
-    for _, kind in ipairs({{'r', 'dreq', 'R', rn, cur_r}, {'e', 'derr', 'E', en, cur_e}}) do
-      local field, total, names, bkey = kind[2], kind[3], kind[4], kind[5]
-      if #names > 0 then
-        local bv = safe('HMGET', bkey, unpack(names))
-        local bup, j = {}, 0
-        for _, row in ipairs(prows) do
-          if row[field] > 0 then
-            j = j + 1
-            local b = count(bv[j])
-            if not b then  -- a malformed bucket: this command's window restarts with this sync's counts
-              clear(prof, row.name); row.R, row.E, row.corrupt, b = 0, 0, 1, 0
-              if kind[1] == 'e' then row.R = row.dreq; redis.call('HSET', cur_r, row.name, row.dreq) end
-            end
-            row[total] = row[total] + row[field]
-            table.insert(bup, row.name); table.insert(bup, b + row[field])
+    -- the current bucket: read, add, write back (HINCRBY takes one field; HMGET and HSET take them all)
+    for pass = 1, 2 do
+      local list, bkey, D, T = rn, cur_r, DREQ, R
+      if pass == 2 then list, bkey, D, T = en, cur_e, DERR, E end
+      local k = #list
+      if k > 0 then
+        local fields = {}
+        for j = 1, k do fields[j] = NAME[list[j]] end
+        local bv = safe('HMGET', bkey, unpack(fields))
+        local up = {}
+        for j = 1, k do
+          local i = list[j]
+          local b = valid(bv[j])
+          if not b then  -- a malformed bucket: this command's window restarts with this sync's counts
+            clear(prof, NAME[i]); R[i], E[i], BAD[i], b = 0, 0, 1, 0
+            if pass == 2 then R[i] = DREQ[i]; redis.call('HSET', cur_r, NAME[i], DREQ[i]) end
           end
+          T[i] = T[i] + D[i]
+          up[2 * j - 1], up[2 * j] = NAME[i], b + D[i]
         end
-        redis.call('HSET', bkey, unpack(bup))
+        redis.call('HSET', bkey, unpack(up))
         redis.call('PEXPIRE', bkey, prof.keep)
       end
     end
-    local tup = {}
-    for _, row in ipairs(prows) do
-      if row.dreq > 0 or row.derr > 0 or row.corrupt == 1 then
-        table.insert(tup, row.name); table.insert(tup, row.R)
-      end
+    local up, k = {}, 0
+    for j = 1, m do
+      local i = rows[j]
+      if DREQ[i] > 0 or BAD[i] == 1 then up[k + 1], up[k + 2], k = NAME[i], R[i], k + 2 end
     end
-    if #tup > 0 then redis.call('HSET', prof.r, unpack(tup)) end
-    tup = {}
-    for _, row in ipairs(prows) do
-      if row.derr > 0 or row.corrupt == 1 then table.insert(tup, row.name); table.insert(tup, row.E) end
+    if k > 0 then redis.call('HSET', prof.r, unpack(up)) end
+    up, k = {}, 0
+    for j = 1, m do
+      local i = rows[j]
+      if DERR[i] > 0 or BAD[i] == 1 then up[k + 1], up[k + 2], k = NAME[i], E[i], k + 2 end
     end
-    if #tup > 0 then redis.call('HSET', prof.e, unpack(tup)) end
+    if k > 0 then redis.call('HSET', prof.e, unpack(up)) end
     redis.call('PEXPIRE', prof.r, prof.keep)
     redis.call('PEXPIRE', prof.e, prof.keep)
     redis.call('PEXPIRE', prof.lokey, prof.keep)
     -- trips on the fleet's totals, for the commands whose state is known closed
-    for _, row in ipairs(prows) do
-      local R, E = row.R, row.E
-      if row.add and row.state == 'closed' and R > 0 and R >= prof.volume
-          and math.floor((E * 200 + R) / (R * 2)) >= prof.threshold then
-        local key, state, gen, opened, bad = load(row.name, prof.ttl)
-        if bad then row.corrupt = 1 end
+    local volume, threshold = prof.volume, prof.threshold
+    for j = 1, m do
+      local i = rows[j]
+      local r, e = R[i], E[i]
+      if ADD[i] and STATE[i] == 'closed' and r > 0 and r >= volume
+          and math.floor((e * 200 + r) / (r * 2)) >= threshold then
+        local key, state, gen, opened, bad = load(NAME[i], prof.ttl)
+        if bad then BAD[i] = 1 end
         if state == 'closed' then
           gen = gen + 1
           redis.call('HSET', key, 'state', 'open', 'gen', gen, 'opened', now)
           redis.call('PEXPIRE', key, prof.ttl)
-          clear(prof, row.name)
-          bump(row.name)
-          row.state, row.gen, row.opened, row.R, row.E = 'open', gen, now, 0, 0
+          clear(prof, NAME[i])
+          bump(NAME[i])
+          STATE[i], GEN[i], OPENED[i], R[i], E[i] = 'open', gen, now, 0, 0
         else
-          row.state, row.gen, row.opened = state, gen, opened
+          STATE[i], GEN[i], OPENED[i] = state, gen, opened
         end
       end
     end
@@ -302,17 +318,15 @@ if vdirty then redis.call('SET', vkey, fmt(cur), 'PX', ns_ttl) else redis.call('
 redis.call('PEXPIRE', ckey, ns_ttl)
 
 local out = {cur, resync, #repaired}
-for _, key in ipairs(repaired) do table.insert(out, key) end
-table.insert(out, #learnt / 4)
-for _, v in ipairs(learnt) do table.insert(out, v) end
-for _, row in ipairs(rows) do
-  table.insert(out, row.state)
-  table.insert(out, row.state == 'open' and now - row.opened or 0)
-  table.insert(out, row.gen)
-  table.insert(out, row.R)
-  table.insert(out, row.E)
-  table.insert(out, row.granted)
-  table.insert(out, row.corrupt)
+for _, key in ipairs(repaired) do out[#out + 1] = key end
+out[#out + 1] = #learnt / 4
+for _, v in ipairs(learnt) do out[#out + 1] = v end
+local k = #out
+for i = 1, nc do
+  local open = STATE[i] == 'open'
+  out[k + 1], out[k + 2], out[k + 3] = open and 1 or 0, open and now - OPENED[i] or 0, GEN[i]
+  out[k + 4], out[k + 5], out[k + 6], out[k + 7] = R[i], E[i], GRANTED[i], BAD[i]
+  k = k + 7
 end
 return out
 """

@@ -149,7 +149,13 @@ class Sync:
         for i, command in enumerate(commands):
             state, age, gen, requests, errors, granted, corrupt = flat[at + 7 * i : at + 7 * i + 7]
             answers[command] = Answer(
-                str(state), int(age), int(gen), int(requests), int(errors), bool(granted), bool(corrupt)
+                "open" if int(state) else "closed",
+                int(age),
+                int(gen),
+                int(requests),
+                int(errors),
+                bool(granted),
+                bool(corrupt),
             )
         return answers
 
