@@ -10,11 +10,11 @@ sends its own probe. `configure_fleet` shares the breakers of a namespace throug
     fleet = breaker.configure_fleet(redis.Redis(socket_timeout=0.5), namespace="shop", sync_interval=0.25)
 
 How it works. The hot path never touches Redis: each process counts as before, and one thread per process
-(the `Fleet`'s) syncs every ``sync_interval`` seconds, in one round trip: a Lua script (`SYNC_SCRIPT`) that, for
-every shared command at once, atomically
+(the `Fleet`'s) syncs every ``sync_interval`` seconds with a Lua script (`SYNC_SCRIPT`; its arguments, answer and
+costs in `breaker.fleet._script`), one call per 100 commands sent, that atomically
 
-- adds the requests and errors this process counted since its last sync to the fleet's per-bucket counters (a
-  hash per command, buckets by Redis's clock, stale buckets deleted, a TTL of the window on the key);
+- adds the requests and errors this process counted since its last sync to the fleet's window: running totals
+  per command and a hash per bucket, buckets by Redis's clock, a bucket that leaves the window subtracted once;
 - trips the fleet when its window crosses the command's thresholds (``request_volume_threshold`` and
   ``error_percent_threshold``): the state, its opening time (Redis's clock, not the hosts') and a generation
   number live in a hash per command, and change only inside the script;
@@ -27,10 +27,22 @@ and answers with the fleet's figures, which the process then applies to its circ
 (within about two sync intervals of the trip, wherever it was seen), only the lease holder's circuit may probe,
 and a closed fleet closes them. While the fleet leads, local health never trips a circuit on its own.
 
+Cost. A sync sends only the commands that need it: calls since the last sync, a probe outcome, an open fleet past
+its sleep window, a state the process does not know yet (and each idle command once every `REFRESH_SYNCS` syncs,
+to refresh its figures). Every state change moves a namespace version; a process sends the version it knows, and
+when it is current (read in O(1)) its counts go in without its commands' states being read; otherwise it learns
+the states of the commands that changed, and only those. The window's reads and writes are one variadic HMGET
+and HSET per call for all its commands, so Redis's work grows with the commands that had calls, by field work.
+
 Every key of a namespace carries the hash tag ``{namespace}``, so that in a Redis Cluster they share one slot and
-the one script call covers them; every key has a TTL, so nothing outlives its use. Each sync is numbered, and a
+one script call covers them; every key has a TTL, so nothing outlives its use. Each script call is numbered, and a
 per-process mark key (``{namespace}:breaker-sync:<process>``) makes Redis apply each number once: redis-py resends
 a command after a socket timeout, and a resent sync must not add its counts twice.
+
+Corrupt data. The script checks every value it reads: a key of the wrong type is deleted and rebuilt, and a
+command's bad field (a state other than open or closed, a generation, opening time or count that is no
+non-negative integer) restarts that command closed in a new generation, or its window empty. Each is logged once
+(a warning naming the key or the command), and the other commands go on syncing.
 
 Redis down or slow. Calls never wait on Redis and nothing raises into them. When a sync fails, the circuits run on
 local state alone (local trips, local probes), one warning is logged per outage, and the thread retries with
@@ -75,6 +87,7 @@ from typing import Any, Final, Protocol
 from breaker import Circuit, FleetView, State, circuits, on_state_change, remove_state_listener
 from breaker._core.circuit import FleetLink, FleetTrip, fleet_link
 from breaker._core.validation import seconds
+from breaker.fleet._script import CHUNK, SCRIPT
 
 __all__ = ["SYNC_SCRIPT", "TRIP_SCRIPT", "Fleet", "FleetStatistics", "RedisClient", "configure_fleet", "current_fleet"]
 
@@ -85,94 +98,10 @@ MAX_BACKOFF: Final = 5.0
 #: The longest a probe lease may last, whatever the command's timeout.
 MAX_LEASE: Final = 60.0
 
-#: The sync: ``KEYS`` are each command's state hash, window hash and probe lease, then (optional) the process's
-#: sync mark; ``ARGV`` the process's token, the number of commands, then per command: generation seen, requests
-#: and errors to add, window (ms), buckets, volume threshold, error threshold (%), sleep window (ms), lease (ms),
-#: the probe's outcome ("ok", "fail" or ""), and the state's TTL (ms); then, with the mark, the sync's sequence
-#: number and the mark's TTL (ms). A sync whose number is not above the mark's (a copy the client sent again after
-#: a timeout) adds no counts and applies no outcome. Answers per command: state, ms since it opened, generation,
-#: the window's requests and errors, and 1 if this process holds the probe lease.
-SYNC_SCRIPT: Final = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local pid = ARGV[1]
-local n = tonumber(ARGV[2])
-local out = {}
-local fresh = true
-local mark = KEYS[3 * n + 1]
-if mark then
-  local seq = tonumber(ARGV[3 + 11 * n])
-  fresh = seq > (tonumber(redis.call('GET', mark)) or 0)
-  if fresh then redis.call('SET', mark, seq, 'PX', tonumber(ARGV[4 + 11 * n])) end
-end
-for i = 0, n - 1 do
-  local st, win, lease = KEYS[3 * i + 1], KEYS[3 * i + 2], KEYS[3 * i + 3]
-  local a = 3 + 11 * i
-  local seen, dreq, derr = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
-  local window, buckets = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
-  local volume, threshold = tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6])
-  local sleep, lease_ms, event, ttl = tonumber(ARGV[a + 7]), tonumber(ARGV[a + 8]), ARGV[a + 9], tonumber(ARGV[a + 10])
-  local fields = redis.call('HMGET', st, 'state', 'gen', 'opened')
-  local state = fields[1] or 'closed'
-  local gen = tonumber(fields[2]) or 0
-  local opened = tonumber(fields[3]) or 0
-  local changed = not fields[1]
-  local holder = redis.call('GET', lease)
-  -- the probe's outcome, from the lease holder only, for the generation it probed
-  if fresh and event ~= '' and holder == pid and seen == gen then
-    if event == 'ok' then state = 'closed' else state = 'open'; opened = now end
-    gen = gen + 1
-    changed = true
-    redis.call('DEL', lease, win)
-    holder = false
-    seen = -1
-  end
-  local width = math.max(1, math.floor(window / buckets))
-  local idx = math.floor(now / width)
-  if fresh and seen == gen and dreq > 0 then
-    redis.call('HINCRBY', win, idx .. ':r', dreq)
-    if derr > 0 then redis.call('HINCRBY', win, idx .. ':e', derr) end
-  end
-  local requests, errors = 0, 0
-  local all = redis.call('HGETALL', win)
-  for j = 1, #all, 2 do
-    local f = all[j]
-    local sep = string.find(f, ':', 1, true)
-    if tonumber(string.sub(f, 1, sep - 1)) > idx - buckets then
-      if string.sub(f, sep + 1) == 'r' then requests = requests + tonumber(all[j + 1])
-      else errors = errors + tonumber(all[j + 1]) end
-    else
-      redis.call('HDEL', win, f)
-    end
-  end
-  if state == 'closed' and requests > 0 and requests >= volume
-      and math.floor((errors * 200 + requests) / (requests * 2)) >= threshold then
-    state = 'open'
-    opened = now
-    gen = gen + 1
-    changed = true
-    redis.call('DEL', win)
-  end
-  if changed then redis.call('HSET', st, 'state', state, 'gen', gen, 'opened', opened) end
-  redis.call('PEXPIRE', st, ttl)
-  if #all > 0 or (fresh and seen == gen and dreq > 0) then redis.call('PEXPIRE', win, window + width) end
-  local granted = 0
-  if state == 'open' and now - opened >= sleep then
-    if holder == pid then
-      granted = 1
-    elseif not holder and redis.call('SET', lease, pid, 'NX', 'PX', lease_ms) then
-      granted = 1
-    end
-  end
-  table.insert(out, state)
-  table.insert(out, now - opened)
-  table.insert(out, gen)
-  table.insert(out, requests)
-  table.insert(out, errors)
-  table.insert(out, granted)
-end
-return out
-"""
+#: The sync script (Lua): see `breaker.fleet._script` for its arguments, answer and costs.
+SYNC_SCRIPT: Final = SCRIPT
+#: A command idle in this process is sent (to refresh its fleet figures) once every this many syncs.
+REFRESH_SYNCS: Final = 40
 
 
 #: The figures that tripped a fleet, for the processes whose sync did not trip it (the trip clears the window, so
@@ -241,6 +170,10 @@ class _Entry:
     asked: tuple[int, int] = (-1, 0)  # (generation, reads) of the trip figures while they are not known
     kept: int = -1  # the generation this process last wrote the trip figures for
     event: str = ""  # the local probe's outcome not yet sent: "ok" or "fail" (set by the listener)
+    state: str = ""  # the fleet state last seen ("open", "closed"; "": unknown)
+    due: float = 0.0  # an open fleet: when (time.monotonic) its sleep window ends, and the lease may be asked for
+    probing: bool = False  # this process held the probe lease at the last sync
+    idle: int = 0  # syncs since the command was last sent
 
 
 def _names(field: str, names: Iterable[str] | None) -> frozenset[str] | None:
@@ -300,6 +233,7 @@ class Fleet:
         self._connected = False
         self._syncs = self._failures = self._outages = 0
         self._sequence = 0  # numbers the syncs: Redis applies each once, however often the client sends it
+        self._version = -1  # the namespace's version as of the last sync (-1: unknown; every state is read)
         self._begun = 0  # syncs started; _synced: the last started one that reached Redis (for wait_synced)
         self._synced = 0
         self._thread = self._new_thread()
@@ -380,6 +314,7 @@ class Fleet:
         self._connected = False
         self._syncs = self._failures = self._outages = 0
         self._sequence = self._begun = self._synced = 0
+        self._version = -1  # the namespace version as this process knows it: none yet, every state is read
         self._thread = self._new_thread()
         self._thread.start()
 
@@ -427,6 +362,7 @@ class Fleet:
                 error,
             )
         self._connected = False
+        self._version = -1
         for entry in self._entries.values():
             entry.seen = -1  # on rejoining, the counts made meanwhile are not sent
             entry.link.lead(False, False)
@@ -435,59 +371,125 @@ class Fleet:
                 entry.link.view = dataclasses.replace(view, connected=False, probing=False)
 
     def _sync(self) -> None:
+        """One sync: send the commands that need it (calls since the last sync, a probe outcome, an open fleet past
+        its sleep window, a state not known yet, or a refresh due), in script calls of at most `CHUNK` commands."""
         entries = self._current_entries()
-        if not entries:
-            self._ping()
-            return
-        keys: list[str] = []
-        args: list[object] = [self.token, len(entries)]
-        counts = []
-        longest_ttl = 0
         with self._lock:  # take the pending probe outcomes
             events = [entry.event for entry in entries]
             for entry in entries:
                 entry.event = ""
+        now = time.monotonic()
+        ttl = round(1000 * 20 * self.sync_interval) + 1000  # the namespace's keys: outlive every sync gap
+        chosen: list[tuple[_Entry, tuple[float, ...], str]] = []
         for entry, event in zip(entries, events, strict=True):
-            circuit = entry.link
-            requests, errors = circuit.health_counts()
+            profile = self._profile(entry.link)
+            ttl = max(ttl, int(profile[-1]))
+            entry.idle += 1
+            if not event and entry.seen >= 0:
+                if entry.state == "open" and not entry.probing and now < entry.due:
+                    continue  # the fleet is open, its sleep window not over: a change would come as a version
+                if entry.state == "closed" and entry.idle < REFRESH_SYNCS:
+                    requests, errors = entry.link.health_counts()
+                    if (requests, errors) == (entry.requests, entry.errors):
+                        continue  # idle: nothing to add, and a change of its state would come as a version
+            chosen.append((entry, profile, event))
+        for start in range(0, max(1, len(chosen)), CHUNK):
+            self._call(chosen[start : start + CHUNK], ttl)
+
+    def _profile(self, circuit: FleetLink) -> tuple[float, ...]:
+        """The settings the script needs of a command: window (ms), buckets, volume, error threshold (%), sleep
+        window (ms), lease (ms) and its state's TTL (ms)."""
+        settings = circuit.settings
+        lease = min(settings.timeout, MAX_LEASE) + 4 * self.sync_interval + 1.0
+        longest = max(settings.rolling_window, settings.sleep_window, lease)
+        return (
+            max(1, round(settings.rolling_window * 1000)),
+            settings.rolling_buckets,
+            settings.request_volume_threshold,
+            settings.error_percent_threshold,
+            max(1, round(settings.sleep_window * 1000)),
+            round(lease * 1000),
+            round(1000 * (2 * longest + 10 * self.sync_interval)),  # outlives every sync gap but outages
+        )
+
+    def _call(self, chosen: list[tuple[_Entry, tuple[float, ...], str]], ttl: int) -> None:
+        """One script call: ``chosen`` commands (entry, profile, probe outcome), their answers applied."""
+        profiles: dict[tuple[float, ...], int] = {}
+        commands: list[object] = []
+        counts = []
+        for entry, profile, event in chosen:
+            requests, errors = entry.link.health_counts()
             counts.append((requests, errors))
-            settings = circuit.settings
-            prefix = f"{{{self.namespace}}}:breaker:{circuit.name}"
-            keys += [f"{prefix}:state", f"{prefix}:window", f"{prefix}:probe"]
-            window_ms = max(1, round(settings.rolling_window * 1000))
-            sleep_ms = max(1, round(settings.sleep_window * 1000))
-            lease = min(settings.timeout, MAX_LEASE) + 4 * self.sync_interval + 1.0
-            longest = max(settings.rolling_window, settings.sleep_window, lease)
-            ttl_ms = round(1000 * (2 * longest + 10 * self.sync_interval))  # outlives every sync gap but outages
-            longest_ttl = max(longest_ttl, ttl_ms)
-            args += [
-                entry.seen,
-                requests - entry.requests,
-                errors - entry.errors,
-                window_ms,
-                settings.rolling_buckets,
-                settings.request_volume_threshold,
-                settings.error_percent_threshold,
-                sleep_ms,
-                round(lease * 1000),
-                event,
-                ttl_ms,
-            ]
+            if event:
+                mode = event
+            elif self._version < 0 or entry.seen < 0 or entry.state != "closed":
+                mode = "s"  # read its state: the process may not know it
+            else:
+                mode = "f"
+            index = profiles.setdefault(profile, len(profiles) + 1)
+            commands += [entry.link.name, index, mode, entry.seen, requests - entry.requests, errors - entry.errors]
         self._sequence += 1
-        keys.append(f"{{{self.namespace}}}:breaker-sync:{self.token}")
-        args += [self._sequence, longest_ttl]
+        prefix = f"{{{self.namespace}}}:breaker"
+        args: list[object] = [self.token, self._sequence, ttl, ttl, self._version, prefix, len(profiles)]
+        for profile in profiles:
+            args += profile
+        args += [len(chosen), *commands]
+        keys = [f"{prefix}-sync:{self.token}", f"{prefix}-version", f"{prefix}-changes"]
         answer = self._script(keys=keys, args=args)
-        answers = []
-        for i, (entry, (requests, errors)) in enumerate(zip(entries, counts, strict=True)):
-            state, age_ms, generation, fleet_requests, fleet_errors, granted = answer[6 * i : 6 * i + 6]
-            view = (_text(state), int(age_ms), int(generation), int(fleet_requests), int(fleet_errors))
-            tripped = self._tripped_here(entry, *view)  # before ``seen`` moves on
+        version, resync, repaired = int(answer[0]), int(answer[1]), int(answer[2])
+        for key in answer[3 : 3 + repaired]:
+            logger.warning(
+                "fleet %r: Redis key %r held the wrong type; deleted and rebuilt", self.namespace, _text(key)
+            )
+        at = 3 + repaired
+        learnt = int(answer[at])
+        sent = {entry.link.name for entry, _, _ in chosen}
+        answers: list[tuple[_Entry, tuple[str, int, int, int, int], bool, bool]] = []
+        for i in range(at + 1, at + 1 + 4 * learnt, 4):
+            name, state, age_ms, generation = _text(answer[i]), _text(answer[i + 1]), answer[i + 2], answer[i + 3]
+            changed = self._entries.get(name)
+            if changed is not None and name not in sent and changed.seen >= 0:
+                # counts made under the old generation are not sent with the new one
+                changed.requests, changed.errors = changed.link.health_counts()
+                answers.append((changed, (state, int(age_ms), int(generation), 0, 0), False, False))
+        at += 1 + 4 * learnt
+        for i, ((entry, _, _), (requests, errors)) in enumerate(zip(chosen, counts, strict=True)):
+            state, age_ms, generation, fleet_requests, fleet_errors, granted, corrupt = answer[
+                at + 7 * i : at + 7 * i + 7
+            ]
+            if int(corrupt):
+                logger.warning(
+                    "fleet %r: command %r had corrupt data in Redis; repaired (its fleet state or window restarts)",
+                    self.namespace,
+                    entry.link.name,
+                )
             entry.requests, entry.errors = requests, errors
-            entry.seen = int(generation)
-            answers.append((entry, view, bool(int(granted)), tripped))
-        self._learn_trips([(entry, view, probing, tripped) for entry, view, probing, tripped in answers])
+            entry.idle = 0
+            view = (
+                "open" if int(state) else "closed",
+                int(age_ms),
+                int(generation),
+                int(fleet_requests),
+                int(fleet_errors),
+            )
+            answers.append((entry, view, bool(int(granted)), self._tripped_here(entry, *view)))  # before ``seen`` moves
+        self._learn_trips(answers)
         for entry, view, probing, _ in answers:
-            self._apply(entry, *view, probing=probing)
+            self._learn(entry, *view, probing=probing)
+        if resync:  # the version's history was lost: relearn every state
+            self._version = -1
+            for entry in self._entries.values():
+                entry.seen = -1
+        else:
+            self._version = version
+
+    def _learn(
+        self, entry: _Entry, state: str, age_ms: int, generation: int, requests: int, errors: int, *, probing: bool
+    ) -> None:
+        entry.seen, entry.state, entry.probing = generation, state, probing
+        if state == "open":
+            entry.due = time.monotonic() - age_ms / 1000 + entry.link.settings.sleep_window
+        self._apply(entry, state, age_ms, generation, requests, errors, probing=probing)
 
     @staticmethod
     def _tripped_here(entry: _Entry, state: str, age_ms: int, generation: int, requests: int, errors: int) -> bool:
@@ -589,9 +591,6 @@ class Fleet:
                 self._entries[circuit.name] = entry
             entries.append(entry)
         return entries
-
-    def _ping(self) -> None:
-        self._script(keys=[], args=[self.token, 0])
 
 
 def _text(value: object) -> str:

@@ -11,12 +11,10 @@ changes with its TIME; both read the same machine's real-time clock, so they com
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
 import queue
-import random
 import subprocess
 import sys
 import threading
@@ -30,15 +28,13 @@ import redis
 from fleet_worker import CALLS_KEY, HEALTH_KEY
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-from redis.typing import EncodableT, FieldT
 
 import breaker
 import breaker.fleet
 import breaker.stream
 from breaker import CommandConfig, State
 from breaker._registry import Registry
-from breaker.fleet import SYNC_SCRIPT, Fleet, RedisClient
-from breaker.testing import FakeClock
+from breaker.fleet import Fleet, RedisClient
 
 if TYPE_CHECKING:  # imported as a plugin, below: importing it here first would keep pytest from rewriting its asserts
     from redis_support import RedisServer
@@ -94,6 +90,25 @@ def keys_of(client: redis.Redis, namespace: str) -> dict[str, int]:
 def hash_of(client: redis.Redis, key: str) -> dict[str, str]:
     """HGETALL, as str."""
     return {str(field): str(value) for field, value in client.hgetall(key).items()}
+
+
+def plant_window(
+    client: redis.Redis,
+    namespace: str,
+    command: str,
+    buckets: dict[int, tuple[int, int]],
+    window_ms: int = 10_000,
+    count: int = 10,
+) -> None:
+    """Write counts (bucket index: (requests, errors)) into the fleet's window of ``command`` as other processes'
+    syncs would have: the buckets, the running totals, and the oldest bucket counted (the window's first)."""
+    prefix = f"{{{namespace}}}:breaker-window:{window_ms}:{count}"
+    for idx, (requests, errors) in buckets.items():
+        client.hset(f"{prefix}:{idx}:r", command, requests)
+        client.hset(f"{prefix}:{idx}:e", command, errors)
+    client.hincrby(f"{prefix}:r", command, sum(r for r, _ in buckets.values()))
+    client.hincrby(f"{prefix}:e", command, sum(e for _, e in buckets.values()))
+    client.set(f"{prefix}:lo", redis_ms(client) // (window_ms // count) - count + 1)
 
 
 def fleet_threads() -> list[threading.Thread]:
@@ -407,7 +422,7 @@ def test_local_health_never_trips_a_circuit_the_fleet_leads(redis_server: RedisS
     breaker.configure_command("dep", CommandConfig(isolation="caller", request_volume_threshold=4))
     client = redis_server.client(decode_responses=True)
     idx = redis_ms(client) // 1000  # the fleet's window: 10 buckets of 1000 ms; other processes' successes in two
-    client.hset("{led}:breaker:dep:window", mapping={f"{idx}:r": 500, f"{idx - 1}:r": 500})
+    plant_window(client, "led", "dep", {idx: (500, 0), idx - 1: (500, 0)})
     fleet = make_fleet(redis_server.client(), "led")
     circuit = breaker.get_circuit("dep")[0]
     wait_for("the first sync", lambda: joined(circuit))
@@ -482,9 +497,10 @@ def test_killing_redis_mid_run_fails_no_call_warns_once_and_rejoins_when_it_retu
     assert (statistics.connected, statistics.outages, statistics.commands) == (True, 1, ("dep",))
     assert statistics.failures >= 3
     checker = redis_server.client(decode_responses=True)
-    state = hash_of(checker, "{outage}:breaker:dep:state")  # the restarted server started empty
-    assert state["state"] == "closed"
-    assert checker.pttl("{outage}:breaker:dep:state") > 0
+    # the restarted server started empty: the command is closed (a closed fleet needs no state key), and counted
+    assert hash_of(checker, "{outage}:breaker:dep:state") == {}
+    assert view.state == "closed"
+    assert all(pttl > 0 for pttl in keys_of(checker, "outage").values())
     records = [r for r in caplog.records if r.name == "breaker"]
     warnings = [r.getMessage() for r in records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1, warnings
@@ -536,265 +552,44 @@ def test_every_key_has_a_ttl_and_none_is_left_once_the_longest_ttl_has_passed(
     assert [sorted(key for key in keys if key.startswith(prefix) and key != trip) for keys in snapshots] == [
         [prefix + "state"],
         [prefix + "probe", prefix + "state"],
-        [prefix + "state", prefix + "window"],
-        [prefix + "state", prefix + "window"],
+        [prefix + "state"],
+        [prefix + "state"],
     ]
+    totals = "{ttl}:breaker-window:1000:10:r"  # the window's running totals (a field per command): emptied by a trip
+    assert [totals in keys for keys in snapshots] == [False, False, True, True]
     assert all(pttl > 0 for keys in snapshots for pttl in keys.values()), snapshots  # every key of the namespace
     longest = max(snapshots[-1].values()) / 1000
     wait_for("every key expired", lambda: not keys_of(client, "ttl"), longest + 2.0, interval=0.05)
-
-
-# -- the sync script on its own -----------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class Args:
-    """One command's ARGV of the sync script (see the comment above `SYNC_SCRIPT`)."""
-
-    seen: int = 0
-    requests: int = 0
-    errors: int = 0
-    window_ms: int = 10_000
-    buckets: int = 10
-    volume: int = 20
-    threshold: float = 50
-    sleep_ms: int = 5_000
-    lease_ms: int = 10_000
-    event: str = ""
-    ttl_ms: int = 60_000
-
-
-class Answer(NamedTuple):
-    state: str
-    age_ms: int
-    generation: int
-    requests: int
-    errors: int
-    granted: bool
-
-
-class Sync:
-    """`SYNC_SCRIPT` registered with a test's client; `__call__` is one process's sync of some commands."""
-
-    def __init__(self, client: redis.Redis, namespace: str = "s") -> None:
-        self.client = client
-        self.namespace = namespace
-        self.script = client.register_script(SYNC_SCRIPT)
-
-    def key(self, command: str, part: str) -> str:
-        return f"{{{self.namespace}}}:breaker:{command}:{part}"
-
-    def __call__(self, token: str, **commands: Args) -> dict[str, Answer]:
-        keys: list[str] = []
-        argv: list[str | int | float] = [token, len(commands)]
-        for command, a in commands.items():
-            keys += [self.key(command, "state"), self.key(command, "window"), self.key(command, "probe")]
-            argv += [a.seen, a.requests, a.errors, a.window_ms, a.buckets, a.volume, a.threshold]
-            argv += [a.sleep_ms, a.lease_ms, a.event, a.ttl_ms]
-        flat = self.script(keys=keys, args=argv)
-        assert len(flat) == 6 * len(commands)
-        answers = {}
-        for i, command in enumerate(commands):
-            state, age, gen, requests, errors, granted = flat[6 * i : 6 * i + 6]
-            answers[command] = Answer(str(state), int(age), int(gen), int(requests), int(errors), bool(granted))
-        return answers
-
-    def one(self, token: str, args: Args, command: str = "c") -> Answer:
-        return self(token, **{command: args})[command]
-
-    def state(self, command: str = "c") -> dict[str, str]:
-        return hash_of(self.client, self.key(command, "state"))
-
-    def trip(self, base: Args | None = None, command: str = "c") -> Answer:
-        """Open the fleet of ``command`` (at generation 0: 2 requests, 2 errors, volume 2; the rest from ``base``)."""
-        args = dataclasses.replace(base or Args(), seen=0, requests=2, errors=2, volume=2)
-        answer = self.one("tripper", args, command)
-        assert (answer.state, answer.generation) == ("open", 1)
-        return answer
-
-    def wait_sleep(self, sleep_ms: int, command: str = "c") -> None:
-        """Wait on Redis's clock until the fleet of ``command`` has been open for ``sleep_ms`` (takes no lease)."""
-        opened = int(self.state(command)["opened"])
-        wait_for(f"{sleep_ms} ms of Redis time", lambda: redis_ms(self.client) - opened >= sleep_ms, 5.0, 0.01)
-
-
-@pytest.fixture
-def sync(redis_server: RedisServer) -> Sync:
-    """The sync script on the test's redis-server (a client decoding replies to str)."""
-    return Sync(redis_server.client(decode_responses=True))
-
-
-def test_script_adds_up_the_counts_of_every_caller_per_command(sync: Sync) -> None:
-    """Deltas from several callers (and commands in one call) add up per command over the window."""
-    first = sync("a", x=Args(requests=5, errors=1), y=Args(requests=2, errors=2))
-    assert first["x"] == Answer("closed", first["x"].age_ms, 0, 5, 1, False)
-    assert (first["y"].requests, first["y"].errors) == (2, 2)
-    second = sync.one("b", Args(requests=3, errors=2), "x")
-    assert (second.state, second.requests, second.errors) == ("closed", 8, 3)
-    third = sync("c", x=Args(), y=Args(requests=1))
-    assert [(a.requests, a.errors) for a in third.values()] == [(8, 3), (3, 2)]
-    assert sync.state("x") == {"state": "closed", "gen": "0", "opened": "0"}
-
-
-def test_script_drops_buckets_older_than_the_window(sync: Sync) -> None:
-    """A bucket older than the window is neither counted nor kept; sent counts leave the window after it."""
-    window = sync.key("c", "window")
-    # 10 buckets of 1000 ms (Redis's clock): in the first half of one, the script runs in the same one.
-    wait_for("the first half of a bucket", lambda: redis_ms(sync.client) % 1000 < 500, 1.0, 0.01)
-    idx = redis_ms(sync.client) // 1000
-    planted = {idx - 13: (50, 50), idx - 10: (40, 40), idx - 9: (7, 1), idx: (2, 0)}  # bucket: (requests, errors)
-    fields: dict[FieldT, EncodableT] = {
-        f"{i}:{kind}": n for i, counts in planted.items() for kind, n in zip("re", counts, strict=True)
-    }
-    sync.client.hset(window, mapping=fields)
-    answer = sync.one("a", Args())
-    assert idx == redis_ms(sync.client) // 1000  # still the same bucket
-    assert (answer.requests, answer.errors) == (9, 1)  # buckets idx - 9 .. idx: the window
-    assert sorted(sync.client.hkeys(window)) == sorted(f"{i}:{kind}" for i in (idx - 9, idx) for kind in "re")
-    # In real time: 3 buckets of 100 ms; counts leave between 200 and 300 ms after they were sent.
-    short = Args(window_ms=300, buckets=3, volume=1000)
-    sent = redis_ms(sync.client)
-    assert sync.one("a", dataclasses.replace(short, requests=4, errors=4), "d").requests == 4
-    wait_for("the counts to leave the window", lambda: sync.one("a", short, "d").requests == 0, 2.0, 0.002)
-    assert 200 - 5 <= redis_ms(sync.client) - sent <= 300 + 50  # the ms of TIME's rounding, the poll's pace
-    assert not sync.client.exists(sync.key("d", "window"))
-
-
-@pytest.mark.parametrize(
-    ("requests", "errors", "volume", "threshold", "trips"),
-    [
-        (19, 19, 20, 50, False),  # every call failed, below the volume
-        (20, 10, 20, 50, True),  # the volume, exactly the threshold
-        (20, 9, 20, 50, False),  # 45 %
-        (200, 99, 20, 50, True),  # 49.5 % rounds half up to 50
-        (1000, 494, 20, 50, False),  # 49.4 % rounds down
-        (3, 1, 0, 33, True),  # 33.3 %: 33
-        (3, 1, 0, 33.5, False),  # a fractional threshold: 33 < 33.5
-        (0, 0, 0, 50, False),  # no requests never trip
-        (1, 1, 0, 100, True),
-    ],
-)
-def test_script_trips_at_the_volume_and_threshold_rounding_like_the_local_circuit(
-    sync: Sync, clock: FakeClock, requests: int, errors: int, volume: int, threshold: float, trips: bool
-) -> None:
-    """The fleet trips only at volume AND threshold (percentage rounded half up), exactly as a local circuit does."""
-    answer = sync.one("a", Args(requests=requests, errors=errors, volume=volume, threshold=threshold))
-    assert (answer.state, answer.generation) == (("open", 1) if trips else ("closed", 0))
-    expected = "open" if trips else "closed"
-    assert sync.state()["state"] == expected
-    # The local circuit, same figures: successes first, then failures (its error percentage only rises).
-    config = CommandConfig(isolation="caller", request_volume_threshold=volume, error_percent_threshold=threshold)
-    breaker.configure_command("local", config)
-    for i in range(requests):
-        call("local", (lambda: "ok") if i < requests - errors else failing)
-    assert breaker.get_circuit("local")[0].state.value == expected
-
-
-def test_script_drops_counts_sent_for_another_generation(sync: Sync) -> None:
-    """Counts sent with an old (or unknown, -1) generation are dropped; the current generation's are counted."""
-    sync.trip()  # generation 0 -> 1, its window cleared
-    assert sync.one("b", Args(seen=0, requests=5, errors=5)).requests == 0
-    assert sync.one("b", Args(seen=-1, requests=5, errors=5)).requests == 0
-    assert sync.one("b", Args(seen=1, requests=5, errors=5))[3:5] == (5, 5)
-    assert sync.one("b", Args(seen=2, requests=5, errors=5)).requests == 5  # a generation not reached yet either
-    assert sync.state()["gen"] == "1"
-
-
-def test_script_applies_only_the_lease_holders_outcome_for_its_generation(sync: Sync) -> None:
-    """A probe outcome moves the fleet only from the lease holder, for the generation it was granted in."""
-    sync.trip(Args(sleep_ms=50))
-    sync.wait_sleep(50)
-    assert sync.one("holder", Args(seen=1, sleep_ms=50)).granted
-    for event in ("ok", "fail"):
-        ignored = sync.one("other", Args(seen=1, sleep_ms=50, event=event))
-        assert (ignored.state, ignored.generation, ignored.granted) == ("open", 1, False)
-    stale = sync.one("holder", Args(seen=0, sleep_ms=50, event="ok"))
-    assert (stale.state, stale.generation, stale.granted) == ("open", 1, True)
-    closed = sync.one("holder", Args(seen=1, sleep_ms=50, event="ok"))
-    assert (closed.state, closed.generation) == ("closed", 2)
-
-
-def test_script_grants_the_lease_to_exactly_one_of_many_callers_after_the_sleep_window_and_it_expires(
-    sync: Sync,
-) -> None:
-    """No lease during the sleep window; then one caller of many gets it, keeps it, and loses it when it expires."""
-    timing = Args(seen=1, sleep_ms=300, lease_ms=300)
-    sync.trip(timing)
-    tokens = [f"process-{i}" for i in range(12)]
-    early = [sync.one(token, timing) for token in tokens]
-    assert not any(answer.granted for answer in early)
-    assert all(answer.age_ms < 300 for answer in early)
-    sync.wait_sleep(300)
-    random.shuffle(tokens)
-    granted = [token for token in tokens if sync.one(token, timing).granted]
-    assert len(granted) == 1
-    (holder,) = granted
-    lease = sync.key("c", "probe")
-    assert sync.client.get(lease) == holder
-    assert 0 < sync.client.pttl(lease) <= 300
-    assert [token for token in tokens if sync.one(token, timing).granted] == [holder]
-    taken = redis_ms(sync.client)
-    wait_for("the lease to expire", lambda: not sync.client.exists(lease), 2.0, 0.002)
-    assert redis_ms(sync.client) - taken <= 300 + 50
-    other = next(token for token in tokens if token != holder)
-    assert sync.one(other, timing).granted  # an expired lease goes to the next caller
-    assert not sync.one(holder, timing).granted
-
-
-def test_script_ok_closes_and_fail_reopens_with_a_new_opening_time(sync: Sync) -> None:
-    """The holder's 'fail' reopens (new generation, opened now, lease freed); its 'ok' closes and clears the window."""
-    sync.trip(Args(sleep_ms=100))
-    first = int(sync.state()["opened"])
-    sync.wait_sleep(100)
-    assert sync.one("a", Args(seen=1, sleep_ms=100)).granted
-    failed = sync.one("a", Args(seen=1, sleep_ms=100, event="fail"))
-    assert (failed.state, failed.generation, failed.granted) == ("open", 2, False)
-    assert failed.age_ms < 100
-    assert int(sync.state()["opened"]) >= first + 100
-    assert not sync.client.exists(sync.key("c", "probe"))
-    assert not sync.one("b", Args(seen=2, sleep_ms=100)).granted  # a new sleep window
-    sync.wait_sleep(100)
-    assert sync.one("b", Args(seen=2, sleep_ms=100)).granted
-    closed = sync.one("b", Args(seen=2, sleep_ms=100, event="ok", requests=3, errors=3))
-    assert (closed.state, closed.generation, closed.requests, closed.granted) == ("closed", 3, 0, False)
-    assert not sync.client.exists(sync.key("c", "probe"))
-    assert sync.one("c", Args(seen=3, requests=2, errors=1))[3:5] == (2, 1)
-
-
-def test_script_puts_a_ttl_on_every_key_it_writes(sync: Sync) -> None:
-    """State (ttl), window (window + a bucket) and lease (lease): every key the script writes has a TTL."""
-    timing = Args(sleep_ms=50, lease_ms=5_000, ttl_ms=20_000)
-    sync.one("a", dataclasses.replace(timing, requests=1), "closed")
-    sync.trip(timing)
-    sync.wait_sleep(50)
-    assert sync.one("a", dataclasses.replace(timing, seen=1, requests=1)).granted
-    ttls = keys_of(sync.client, "s")
-    written = [("closed", "state"), ("closed", "window"), ("c", "state"), ("c", "window"), ("c", "probe")]
-    assert sorted(ttls) == sorted(sync.key(command, part) for command, part in written)
-    assert 15_000 < ttls[sync.key("c", "state")] <= 20_000
-    assert 0 < ttls[sync.key("c", "window")] <= 10_000 + 1_000
-    assert 4_000 < ttls[sync.key("c", "probe")] <= 5_000
-    assert all(ttl > 0 for ttl in ttls.values()), ttls
 
 
 # -- options, close, the stream ----------------------------------------------------------------------------------
 
 
 def shared_in_redis(client: redis.Redis, namespace: str) -> list[str]:
-    """The commands that have keys (``{namespace}:breaker:<command>:<part>``) in Redis."""
+    """The commands Redis holds anything of: keys ``{namespace}:breaker:<command>:<part>``, or a field in the
+    window's running totals (``{namespace}:breaker-window:<window>:<buckets>:r``)."""
     prefix = f"{{{namespace}}}:breaker:"
-    return sorted(
-        {key.removeprefix(prefix).rsplit(":", 1)[0] for key in keys_of(client, namespace) if key.startswith(prefix)}
-    )
+    keys = keys_of(client, namespace)
+    names = {key.removeprefix(prefix).rsplit(":", 1)[0] for key in keys if key.startswith(prefix)}
+    for key in keys:
+        if key.startswith(f"{{{namespace}}}:breaker-window:") and key.endswith(":r") and key.count(":") == 4:
+            names.update(str(field) for field in client.hkeys(key))
+    return sorted(names)
 
 
 def test_commands_opts_in_and_exclude_opts_out(redis_server: RedisServer, make_fleet: MakeFleet) -> None:
-    """Only the chosen commands are shared: an excluded one gets no key in Redis and no fleet view."""
+    """Only the chosen commands are shared: an excluded one gets nothing in Redis and no fleet view."""
     client = redis_server.client(decode_responses=True)
+    for name in ("a", "b"):
+        breaker.configure_command(name, CommandConfig(isolation="caller"))
     a, b = breaker.get_circuit("a")[0], breaker.get_circuit("b")[0]
     fleet = make_fleet(redis_server.client(), "opt", commands=["a", "b", "later"], exclude=["b"])
-    later, other = breaker.get_circuit("later")[0], breaker.get_circuit("other")[0]  # made after the fleet
+    for name in ("later", "other"):  # made after the fleet
+        breaker.configure_command(name, CommandConfig(isolation="caller"))
+    later, other = breaker.get_circuit("later")[0], breaker.get_circuit("other")[0]
     wait_for("the shared commands synced", lambda: joined(a) and joined(later))
+    for name in ("a", "b", "later", "other"):
+        assert call(name, lambda: "ok") == "ok"
     assert fleet.wait_synced(WAIT)
     assert (b.statistics().fleet, other.statistics().fleet) == (None, None)
     assert [fleet.shares(name) for name in ("a", "b", "later", "other")] == [True, False, True, False]
@@ -803,6 +598,8 @@ def test_commands_opts_in_and_exclude_opts_out(redis_server: RedisServer, make_f
     # exclude alone: every command but those
     fleet = make_fleet(redis_server.client(), "out", exclude=("b",))
     wait_for("the shared commands synced", lambda: all(joined(c) for c in (a, later, other)))
+    for name in ("a", "b", "later", "other"):
+        assert call(name, lambda: "ok") == "ok"
     assert fleet.wait_synced(WAIT)
     assert b.statistics().fleet is None
     assert shared_in_redis(client, "out") == ["a", "later", "other"]

@@ -36,9 +36,10 @@ def ok() -> str:
 
 
 def window_requests(server: RedisServer, command: str) -> int:
-    """The fleet window's requests for ``command``, summed over its buckets, as Redis holds them."""
-    window = server.client(decode_responses=True).hgetall(f"{{{NAMESPACE}}}:breaker:{command}:window")
-    return sum(int(str(count)) for field, count in window.items() if str(field).endswith(":r"))
+    """The fleet window's requests for ``command``, as Redis holds them: its field of the running totals of the
+    windows of its length and bucket count (the defaults: ``{namespace}:breaker-window:10000:10:r``)."""
+    client = server.client(decode_responses=True)
+    return int(str(client.hget(f"{{{NAMESPACE}}}:breaker-window:10000:10:r", command) or 0))
 
 
 @pytest.fixture
@@ -96,7 +97,8 @@ def test_a_fleet_configured_before_a_fork_syncs_in_the_child_as_a_process_of_its
     assert seen["requests"] == 3  # the child's own calls; not the parent's 5, which the parent has not sent yet
     # Each process numbers its syncs from 1 under its own mark: the child's reached Redis under its token.
     marks = redis_server.client(decode_responses=True)
-    assert int(str(marks.get(f"{{{NAMESPACE}}}:breaker-sync:{seen['token']}"))) == seen["numbered"] >= 1
+    # (It may be past the number read in the child: the child's thread synced again before it was closed.)
+    assert int(str(marks.get(f"{{{NAMESPACE}}}:breaker-sync:{seen['token']}"))) >= seen["numbered"] >= 1
     # The parent syncs on: its thread, its token, and its 5 calls, sent once.
     assert fleet._thread is parent_thread
     assert parent_thread.is_alive()
