@@ -92,6 +92,10 @@ class FleetLink:
         """(requests, errors) since creation, as health counts them."""
         return self._engine.health_counts()
 
+    def refusals(self) -> int:
+        """Calls short-circuited since creation: a call waiting while the fleet is open."""
+        return self._engine.refusal_count()
+
     def lead(self, led: bool, held: bool) -> None:
         """``led``: the fleet decides trips; ``held``: an open circuit waits for the fleet's probe lease."""
         self._engine.lead(led, held)

@@ -596,6 +596,11 @@ class Engine:
         errors = totals[FAILURE] + totals[TIMEOUT] + totals[REJECTED]
         return errors + totals[SUCCESS], errors
 
+    def refusal_count(self) -> int:
+        """Short-circuited calls since creation (fleet mode: whether a call is waiting for the fleet's probe)."""
+        with self.lock:  # a consistent read of the counters
+            return self.window.cumulative()[SHORT_CIRCUIT]
+
     def lead(self, led: bool, held: bool) -> None:
         """Fleet mode: ``led``: the fleet decides trips; ``held``: an open circuit waits for the fleet's probe."""
         with self.lock:  # the flags, the sleep window they set and the published flags change together

@@ -173,6 +173,8 @@ class _Entry:
     state: str = ""  # the fleet state last seen ("open", "closed"; "": unknown)
     due: float = 0.0  # an open fleet: when (time.monotonic) its sleep window ends, and the lease may be asked for
     probing: bool = False  # this process held the probe lease at the last sync
+    refusals: int = 0  # the circuit's short-circuited calls as of the last look: more since means a call waits
+    wants: bool = False  # a call waits here for the fleet's probe: this sync may take the lease
     idle: int = 0  # syncs since the command was last sent
 
 
@@ -385,9 +387,15 @@ class Fleet:
             profile = self._profile(entry.link)
             ttl = max(ttl, int(profile[-1]))
             entry.idle += 1
+            entry.wants = False
             if not event and entry.seen >= 0:
-                if entry.state == "open" and not entry.probing and now < entry.due:
-                    continue  # the fleet is open, its sleep window not over: a change would come as a version
+                if entry.state == "open" and not entry.probing:
+                    if now < entry.due:
+                        continue  # the fleet is open, its sleep window not over: a change would come as a version
+                    refusals = entry.link.refusals()
+                    entry.wants, entry.refusals = refusals > entry.refusals, refusals
+                    if not entry.wants:
+                        continue  # no call waits here: the probe lease is for a process where one does
                 if entry.state == "closed" and entry.idle < REFRESH_SYNCS:
                     requests, errors = entry.link.health_counts()
                     if (requests, errors) == (entry.requests, entry.errors):
@@ -423,7 +431,7 @@ class Fleet:
             if event:
                 mode = event
             elif self._version < 0 or entry.seen < 0 or entry.state != "closed":
-                mode = "s"  # read its state: the process may not know it
+                mode = "p" if entry.wants else "s"  # read its state (the process may not know it); "p": a call waits
             else:
                 mode = "f"
             index = profiles.setdefault(profile, len(profiles) + 1)
@@ -486,6 +494,8 @@ class Fleet:
     def _learn(
         self, entry: _Entry, state: str, age_ms: int, generation: int, requests: int, errors: int, *, probing: bool
     ) -> None:
+        if state == "open" and (entry.state != "open" or generation != entry.seen):
+            entry.refusals = entry.link.refusals()  # a new open generation: calls refused from now on are waiting
         entry.seen, entry.state, entry.probing = generation, state, probing
         if state == "open":
             entry.due = time.monotonic() - age_ms / 1000 + entry.link.settings.sleep_window

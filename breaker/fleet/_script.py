@@ -32,9 +32,10 @@ CHUNK: Final = 100
 #: none), the key prefix (``{ns}:breaker``), the number of profiles, then per profile: window (ms), buckets,
 #: volume threshold, error threshold (%), sleep window (ms), lease (ms), state TTL (ms); then the number of
 #: commands, then per command: its name, its profile (1-based), its mode ("f": the process knows it closed at
-#: generation ``seen``; "s": read its state; "ok"/"fail": the outcome of its probe), ``seen``, requests and errors
-#: to add. A sync whose number is not above the mark's (a copy the client sent again after a timeout) adds no
-#: counts and applies no outcome.
+#: generation ``seen``; "s": read its state; "p": read its state, a call waiting here: only "p" takes a free probe
+#: lease, so the probe goes where a call waits, never to an idle process; "ok"/"fail": the outcome of its probe),
+#: ``seen``, requests and errors to add. A sync whose number is not above the mark's (a copy the client sent again
+#: after a timeout) adds no counts and applies no outcome.
 #: Answer: the version, 1 if the process must relearn every state, the number of keys repaired then their names,
 #: the number of commands learnt (changed since the version the process knew, not in this call) then per each
 #: name, state, ms since it opened, generation; then per command of the call: 1 if open (else 0), ms since it opened,
@@ -198,7 +199,8 @@ for i = 1, nc do
     if state == 'open' and now - opened >= p.sleep then
       if holder == pid then
         GRANTED[i] = 1
-      elseif not holder and redis.call('SET', P .. ':' .. name .. ':probe', pid, 'NX', 'PX', p.lease) then
+      elseif not holder and mode == 'p'
+          and redis.call('SET', P .. ':' .. name .. ':probe', pid, 'NX', 'PX', p.lease) then
         GRANTED[i] = 1
       end
     end

@@ -417,6 +417,60 @@ def test_exactly_one_probe_reaches_the_dependency_per_sleep_window_fleet_wide(
     assert len(probes) == len(opened)  # one per open generation, fleet-wide
 
 
+def test_the_probe_goes_to_the_process_with_traffic_and_the_fleet_closes_within_a_sleep_window_and_two_syncs(
+    redis_server: RedisServer, workers: StartWorkers
+) -> None:
+    """3 processes, calls on one only: its calls take the probe lease (the idle ones never do), so the fleet closes
+    within the sleep window plus two sync intervals of the dependency's return."""
+    sleep = 1.0
+    client = redis_server.client(decode_responses=True)
+    group = workers(3, scenario="probe", threads=2, pause=0.01, sleep_window=sleep)
+    busy = group[0]
+    busy.send("go")
+    busy.became(State.OPEN)
+    # A failed probe reopened the fleet (generation 2 or later): the idle processes have synced past a sleep window
+    # many times by then (before, the lease went to whichever process synced first).
+    key = "{fleet}:breaker:dependency:state"
+    wait_for("a failed probe", lambda: int(hash_of(client, key).get("gen", 0)) >= 2, WAIT, interval=0.01)
+    back = time.time()
+    client.set(HEALTH_KEY, "1")
+    closed = busy.became(State.CLOSED, timeout=WAIT)
+    busy.send("stop")
+    assert busy.event("done")["unexpected"] == []
+    calls = [str(entry).split() for entry in client.lrange(CALLS_KEY, 0, -1)]
+    assert {index for index, *_ in calls} == {"0"}  # only the busy process called the dependency
+    # The sleep window restarts with a failed probe just before the return, at worst; then the busy process's next
+    # sync asks for the lease (a call waits), its next call probes, and its outcome closes the fleet at the sync
+    # after: two intervals, plus the calls' own pace.
+    assert closed - back <= sleep + 2 * INTERVAL + 0.1, f"closed {closed - back:.3f} s after the return"
+    for idle in group[1:]:
+        assert idle.became(State.CLOSED, timeout=WAIT) >= closed - INTERVAL
+
+
+def test_an_idle_process_never_takes_the_probe_lease(redis_server: RedisServer, make_fleet: MakeFleet) -> None:
+    """Past the sleep window, syncs with no call waiting take no lease; the first refused call gets it here."""
+    breaker.configure_command(
+        "dep", CommandConfig(isolation="caller", sleep_window=0.2, request_volume_threshold=4, timeout=0.5)
+    )
+    client = redis_server.client(decode_responses=True)
+    fleet = make_fleet(redis_server.client(), "idle", 0.05)
+    circuit = breaker.get_circuit("dep")[0]
+    wait_for("the first sync", lambda: joined(circuit))
+    for _ in range(4):
+        assert call("dep", failing) == "boom"
+    wait_for("the fleet's trip", lambda: circuit.state is State.OPEN)
+    opened = int(hash_of(client, "{idle}:breaker:dep:state")["opened"])
+    wait_for("the sleep window's end, on Redis's clock", lambda: redis_ms(client) - opened >= 200)
+    for _ in range(5):  # syncs past the sleep window, with no call waiting
+        assert fleet.wait_synced(WAIT)
+    view = circuit.statistics().fleet
+    assert view is not None
+    assert not view.probing
+    assert client.get("{idle}:breaker:dep:probe") is None
+    assert call("dep", lambda: "ok") == "short-circuit"  # a call waits: the next sync asks for the lease
+    wait_for("the probe lease", lambda: (view := circuit.statistics().fleet) is not None and view.probing)
+
+
 def test_local_health_never_trips_a_circuit_the_fleet_leads(redis_server: RedisServer, make_fleet: MakeFleet) -> None:
     """The fleet's figures decide trips: local failures past the volume trip nothing while the fleet is healthy."""
     breaker.configure_command("dep", CommandConfig(isolation="caller", request_volume_threshold=4))
@@ -536,6 +590,7 @@ def test_every_key_has_a_ttl_and_none_is_left_once_the_longest_ttl_has_passed(
         assert call("dep", failing) == "boom"
     wait_for("the fleet's trip", lambda: circuit.state is State.OPEN)
     snapshots.append(keys_of(client, "ttl"))
+    assert call("dep", lambda: "ok") == "short-circuit"  # a call waits here: the probe lease comes here
     wait_for("the probe lease", lambda: (view := circuit.statistics().fleet) is not None and view.probing)
     snapshots.append(keys_of(client, "ttl"))
     assert call("dep", lambda: "ok") == "ok"  # the probe

@@ -74,7 +74,8 @@ def keys_of(client: redis.Redis, namespace: str) -> dict[str, int]:
 
 @dataclasses.dataclass(frozen=True)
 class Args:
-    """One command of a sync (see `breaker.fleet._script`): ``mode`` "s" reads its state, "f" trusts ``seen``."""
+    """One command of a sync (see `breaker.fleet._script`): ``mode`` "p" reads its state with a call waiting (it
+    may take the probe lease), "s" reads it with none, "f" trusts ``seen``."""
 
     seen: int = 0
     requests: int = 0
@@ -87,7 +88,7 @@ class Args:
     lease_ms: int = 10_000
     event: str = ""
     ttl_ms: int = 60_000
-    mode: str = "s"
+    mode: str = "p"
 
 
 class Answer(NamedTuple):
@@ -518,3 +519,17 @@ def test_a_fleet_logs_a_corrupt_command_once_trips_it_and_keeps_syncing_the_othe
     assert len(corrupt) == 1, warnings
     assert "'bad'" in corrupt[0]
     assert fleet.statistics().failures == 0
+
+
+def test_the_lease_goes_only_to_a_process_where_a_call_waits(sync: Sync) -> None:
+    """Past the sleep window, a sync with no call waiting ("s") never takes the free lease; one with a call ("p")
+    does, and keeps it while it holds it, whatever its mode; one holder at a time."""
+    opened = sync.trip(Args(sleep_ms=1), "x")
+    assert opened.state == "open"
+    seen = opened.generation
+    sync.wait_sleep(1, "x")
+    idle = sync.one("idle", Args(seen=seen, sleep_ms=1, mode="s"), "x")
+    assert (idle.state, idle.granted) == ("open", False)
+    assert sync.one("busy", Args(seen=seen, sleep_ms=1, mode="p"), "x").granted
+    assert sync.one("busy", Args(seen=seen, sleep_ms=1, mode="s"), "x").granted  # the holder keeps it
+    assert not sync.one("idle", Args(seen=seen, sleep_ms=1, mode="p"), "x").granted  # one holder at a time

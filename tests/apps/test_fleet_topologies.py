@@ -201,6 +201,7 @@ def test_cluster_keys_of_a_namespace_share_one_slot_and_expire(topology_cluster:
         for _ in range(3):
             breaker.do("beta", ok)
         wait_for("the fleet to open alpha", lambda: opened(alpha))
+        breaker.do("alpha", fail, fallback)  # short-circuited: a call waits here, so the probe lease comes here
         wait_for("the probe lease", lambda: (view := alpha.statistics().fleet) is not None and view.probing)
         owner = topology_cluster.owner(f"{{{namespace}}}")
         prefix = f"{{{namespace}}}:breaker"
