@@ -25,6 +25,7 @@ from typing import IO, TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import pytest
 import redis
+from fleet_support import hash_of, keys_of, redis_ms, wait_for
 from fleet_worker import CALLS_KEY, HEALTH_KEY
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -65,31 +66,6 @@ def requests_since_creation(circuit: breaker.Circuit) -> int:
     """The circuit's requests since it was created, as health counts them (success, failure, timeout, rejected)."""
     counts = circuit.statistics().cumulative
     return counts["success"] + counts["failure"] + counts["timeout"] + counts["rejected"]
-
-
-def wait_for(what: str, predicate: Callable[[], object], timeout: float = WAIT, interval: float = 0.005) -> None:
-    """Poll ``predicate`` until it is true, within ``timeout`` seconds; else fail naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"not within {timeout:g} s: {what}")
-        time.sleep(interval)
-
-
-def redis_ms(client: redis.Redis) -> int:
-    """Redis's clock (TIME), in ms: the clock the fleet's opening times are stamped with."""
-    seconds, micros = client.time()
-    return seconds * 1000 + micros // 1000
-
-
-def keys_of(client: redis.Redis, namespace: str) -> dict[str, int]:
-    """Every key of ``namespace`` (``SCAN MATCH {namespace}*``) and its PTTL (ms; -1: none, -2: gone)."""
-    return {str(key): client.pttl(key) for key in client.scan_iter(match=f"{{{namespace}}}*")}
-
-
-def hash_of(client: redis.Redis, key: str) -> dict[str, str]:
-    """HGETALL, as str."""
-    return {str(field): str(value) for field, value in client.hgetall(key).items()}
 
 
 def plant_window(

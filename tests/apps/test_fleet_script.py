@@ -14,12 +14,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
 import pytest
 import redis
+from fleet_support import keys_of, redis_ms, wait_for
 
 import breaker
 from breaker import CommandConfig, State
@@ -50,26 +50,6 @@ def call(name: str, run: Callable[[], str]) -> str:
         return "boom"
     except breaker.CircuitOpenError:
         return "short-circuit"
-
-
-def wait_for(what: str, predicate: Callable[[], object], timeout: float = WAIT, interval: float = 0.005) -> None:
-    """Poll ``predicate`` until it is true, within ``timeout`` seconds; else fail naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"not within {timeout:g} s: {what}")
-        time.sleep(interval)
-
-
-def redis_ms(client: redis.Redis) -> int:
-    """Redis's clock (TIME), in ms."""
-    seconds, micros = client.time()
-    return seconds * 1000 + micros // 1000
-
-
-def keys_of(client: redis.Redis, namespace: str) -> dict[str, int]:
-    """Every key of ``namespace`` and its PTTL (ms; -1: none)."""
-    return {str(key): client.pttl(key) for key in client.scan_iter(match=f"{{{namespace}}}*")}
 
 
 @dataclasses.dataclass(frozen=True)
