@@ -184,6 +184,7 @@ def configure_fleet(
     *,
     commands: Iterable[str] | None = None,
     exclude: Iterable[str] = (),
+    quorum: int | None = None,
 ) -> Fleet:
     """Share this process's circuits with every process configured with the same Redis and namespace.
 
@@ -196,6 +197,9 @@ def configure_fleet(
         sync_interval: Seconds (float or timedelta) between two syncs. Default 0.25.
         commands: Opt-in: share only these commands (default: every command, present and future).
         exclude: Opt-out: never share these commands.
+        quorum: None (default): the fleet opens when its shared window (every process's calls) is over a command's
+            thresholds. An int k > 1: only when k processes each see their own window over them, so one bad
+            process trips its own circuit (by local rules, while the fleet is closed), not the fleet's.
 
     Returns:
         The `breaker.fleet.Fleet` (``close()`` stops it).
@@ -205,4 +209,4 @@ def configure_fleet(
     """
     from .fleet import configure_fleet as configure  # noqa: PLC0415 - an application: loaded when asked for
 
-    return configure(client, namespace, sync_interval, commands=commands, exclude=exclude)
+    return configure(client, namespace, sync_interval, commands=commands, exclude=exclude, quorum=quorum)

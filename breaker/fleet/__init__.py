@@ -175,6 +175,7 @@ class _Entry:
     probing: bool = False  # this process held the probe lease at the last sync
     refusals: int = 0  # the circuit's short-circuited calls as of the last look: more since means a call waits
     wants: bool = False  # a call waits here for the fleet's probe: this sync may take the lease
+    over: bool = False  # with a quorum: this process's own circuit was open (by local rules) at the last send
     idle: int = 0  # syncs since the command was last sent
 
 
@@ -212,6 +213,7 @@ class Fleet:
         *,
         commands: Iterable[str] | None = None,
         exclude: Iterable[str] = (),
+        quorum: int | None = None,
         start: bool = True,
     ) -> None:
         if not callable(getattr(client, "register_script", None)):
@@ -222,6 +224,10 @@ class Fleet:
         self.sync_interval = seconds("sync_interval", sync_interval)
         self._commands = _names("commands", commands)
         self._exclude = _names("exclude", exclude) or frozenset()
+        if quorum is not None and (isinstance(quorum, bool) or not isinstance(quorum, int) or quorum < 1):
+            raise ValueError(f"quorum must be None or an int >= 1 (processes), got {quorum!r}")
+        #: With a quorum k > 1, the fleet opens only when k processes each see their own window over the thresholds.
+        self.quorum = quorum
         self._script = client.register_script(SYNC_SCRIPT)
         self._trip_script = client.register_script(TRIP_SCRIPT)
         #: This process's token: the probe lease's value, and its sync mark's name (a forked child makes its own).
@@ -398,7 +404,7 @@ class Fleet:
                         continue  # no call waits here: the probe lease is for a process where one does
                 if entry.state == "closed" and entry.idle < REFRESH_SYNCS:
                     requests, errors = entry.link.health_counts()
-                    if (requests, errors) == (entry.requests, entry.errors):
+                    if (requests, errors) == (entry.requests, entry.errors) and self._over(entry) == entry.over:
                         continue  # idle: nothing to add, and a change of its state would come as a version
             chosen.append((entry, profile, event))
         for start in range(0, max(1, len(chosen)), CHUNK):
@@ -406,7 +412,7 @@ class Fleet:
 
     def _profile(self, circuit: FleetLink) -> tuple[float, ...]:
         """The settings the script needs of a command: window (ms), buckets, volume, error threshold (%), sleep
-        window (ms), lease (ms) and its state's TTL (ms)."""
+        window (ms), lease (ms), the fleet's quorum (1: none) and its state's TTL (ms, last)."""
         settings = circuit.settings
         lease = min(settings.timeout, MAX_LEASE) + 4 * self.sync_interval + 1.0
         longest = max(settings.rolling_window, settings.sleep_window, lease)
@@ -417,8 +423,16 @@ class Fleet:
             settings.error_percent_threshold,
             max(1, round(settings.sleep_window * 1000)),
             round(lease * 1000),
+            self.quorum or 1,
             round(1000 * (2 * longest + 10 * self.sync_interval)),  # outlives every sync gap but outages
         )
+
+    def _over(self, entry: _Entry) -> bool:
+        """With a quorum: whether this process's own circuit is open by its local rules (its window was over the
+        thresholds) while the fleet is closed: its vote for opening the fleet."""
+        if self.quorum is None or entry.state != "closed":
+            return False
+        return entry.circuit.state in (State.OPEN, State.HALF_OPEN)
 
     def _call(self, chosen: list[tuple[_Entry, tuple[float, ...], str]], ttl: int) -> None:
         """One script call: ``chosen`` commands (entry, profile, probe outcome), their answers applied."""
@@ -435,7 +449,17 @@ class Fleet:
             else:
                 mode = "f"
             index = profiles.setdefault(profile, len(profiles) + 1)
-            commands += [entry.link.name, index, mode, entry.seen, requests - entry.requests, errors - entry.errors]
+            entry.over = self._over(entry)
+            vote = int(entry.over)
+            commands += [
+                entry.link.name,
+                index,
+                mode,
+                entry.seen,
+                requests - entry.requests,
+                errors - entry.errors,
+                vote,
+            ]
         self._sequence += 1
         prefix = f"{{{self.namespace}}}:breaker"
         args: list[object] = [self.token, self._sequence, ttl, ttl, self._version, prefix, len(profiles)]
@@ -496,10 +520,11 @@ class Fleet:
     ) -> None:
         if state == "open" and (entry.state != "open" or generation != entry.seen):
             entry.refusals = entry.link.refusals()  # a new open generation: calls refused from now on are waiting
+        reopened = entry.state == "open" and state == "closed"  # the fleet's probe closed it
         entry.seen, entry.state, entry.probing = generation, state, probing
         if state == "open":
             entry.due = time.monotonic() - age_ms / 1000 + entry.link.settings.sleep_window
-        self._apply(entry, state, age_ms, generation, requests, errors, probing=probing)
+        self._apply(entry, state, age_ms, generation, requests, errors, probing=probing, closing=reopened)
 
     @staticmethod
     def _tripped_here(entry: _Entry, state: str, age_ms: int, generation: int, requests: int, errors: int) -> bool:
@@ -556,7 +581,16 @@ class Fleet:
                 entry.tripped = int(fields[0])
 
     def _apply(
-        self, entry: _Entry, state: str, age_ms: int, generation: int, requests: int, errors: int, *, probing: bool
+        self,
+        entry: _Entry,
+        state: str,
+        age_ms: int,
+        generation: int,
+        requests: int,
+        errors: int,
+        *,
+        probing: bool,
+        closing: bool = False,
     ) -> None:
         circuit = entry.link
         now = circuit.now()
@@ -567,9 +601,13 @@ class Fleet:
         elif state == "open":
             circuit.open(now - age_ms / 1000, entry.trip or FleetTrip(self.namespace, None, None))
             circuit.lead(True, held=not probing)
-        else:
+        elif self.quorum is None:
             circuit.close()
             circuit.lead(True, held=False)
+        else:  # a quorum: while the fleet is closed, local rules trip this process's own circuit (one bad node)
+            if closing:
+                circuit.close()  # the fleet's probe succeeded: every process closes
+            circuit.lead(False, held=False)
         percentage = _percentage(errors, requests)
         trip = entry.trip if state == "open" else None
         trip_errors, trip_requests = (None, None) if trip is None else (trip.errors, trip.requests)
@@ -654,6 +692,7 @@ def configure_fleet(
     *,
     commands: Iterable[str] | None = None,
     exclude: Iterable[str] = (),
+    quorum: int | None = None,
 ) -> Fleet:
     """Share this process's circuits with every process configured with the same Redis and namespace.
 
@@ -666,6 +705,9 @@ def configure_fleet(
         sync_interval: Seconds (float or timedelta) between two syncs. Default 0.25.
         commands: Opt-in: share only these commands (default: every command, present and future).
         exclude: Opt-out: never share these commands.
+        quorum: None (default): the fleet opens when its shared window (every process's calls) is over a command's
+            thresholds. An int k > 1: only when k processes each see their own window over them, so one bad
+            process trips its own circuit (by local rules, while the fleet is closed), not the fleet's.
 
     Returns:
         The `Fleet` (``close()`` stops it).
@@ -674,7 +716,9 @@ def configure_fleet(
         TypeError, ValueError: A bad option, named in the message.
     """
     global _current
-    fleet = Fleet(client, namespace, sync_interval, commands=commands, exclude=exclude, start=False)  # checks
+    fleet = Fleet(
+        client, namespace, sync_interval, commands=commands, exclude=exclude, quorum=quorum, start=False
+    )  # checks
     with _current_lock:  # see _current_lock
         previous, _current = _current, fleet
     if previous is not None:

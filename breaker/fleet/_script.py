@@ -30,11 +30,13 @@ CHUNK: Final = 100
 #: Per-namespace keys, KEYS of every call: the process's sync mark, the version, the changes.
 #: ARGV: token, sync number, the mark's TTL (ms), the namespace keys' TTL (ms), the version the process knows (-1:
 #: none), the key prefix (``{ns}:breaker``), the number of profiles, then per profile: window (ms), buckets,
-#: volume threshold, error threshold (%), sleep window (ms), lease (ms), state TTL (ms); then the number of
+#: volume threshold, error threshold (%), sleep window (ms), lease (ms), quorum (1: the fleet's totals trip it; k > 1:
+#: k processes whose own window is over the thresholds), state TTL (ms); then the number of
 #: commands, then per command: its name, its profile (1-based), its mode ("f": the process knows it closed at
 #: generation ``seen``; "s": read its state; "p": read its state, a call waiting here: only "p" takes a free probe
 #: lease, so the probe goes where a call waits, never to an idle process; "ok"/"fail": the outcome of its probe),
-#: ``seen``, requests and errors to add. A sync whose number is not above the mark's (a copy the client sent again
+#: ``seen``, requests and errors to add, and "1" if the process's own window is over the thresholds (a quorum's
+#: vote; "0" or "" otherwise). A sync whose number is not above the mark's (a copy the client sent again
 #: after a timeout) adds no counts and applies no outcome.
 #: Answer: the version, 1 if the process must relearn every state, the number of keys repaired then their names,
 #: the number of commands learnt (changed since the version the process knew, not in this call) then per each
@@ -117,13 +119,14 @@ end
 local np = tonumber(ARGV[7])
 local profs = {}
 for p = 1, np do
-  local a = 7 + 7 * (p - 1)
+  local a = 7 + 8 * (p - 1)
   local window, buckets = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
   local width = math.max(1, math.floor(window / buckets))
   local W = P .. '-window:' .. window .. ':' .. buckets
   profs[p] = {
     window = window, buckets = buckets, volume = tonumber(ARGV[a + 3]), threshold = tonumber(ARGV[a + 4]),
-    sleep = tonumber(ARGV[a + 5]), lease = tonumber(ARGV[a + 6]), ttl = tonumber(ARGV[a + 7]),
+    sleep = tonumber(ARGV[a + 5]), lease = tonumber(ARGV[a + 6]), quorum = tonumber(ARGV[a + 7]),
+    ttl = tonumber(ARGV[a + 8]),
     width = width, idx = math.floor(now / width), W = W, r = W .. ':r', e = W .. ':e', lokey = W .. ':lo',
     keep = 2 * window + width, names = {}, rows = {},
   }
@@ -167,15 +170,16 @@ end
 
 -- the commands: state (read only when the process may not know it), then counts per profile, batched; one
 -- array per column (a table per command costs more than the rest of its work)
-local nc = tonumber(ARGV[8 + 7 * np])
-local base = 8 + 7 * np
+local nc = tonumber(ARGV[8 + 8 * np])
+local base = 8 + 8 * np
 local NAME, PROF, SEEN, DREQ, DERR, STATE, GEN, OPENED, ADD, R, E, GRANTED, BAD = {}, {}, {}, {}, {}, {}, {}, {}, {},
   {}, {}, {}, {}
+local OVER = {}
 for i = 1, nc do
-  local a = base + 6 * (i - 1)
+  local a = base + 7 * (i - 1)
   local name, pi, mode, seen = ARGV[a + 1], tonumber(ARGV[a + 2]), ARGV[a + 3], tonumber(ARGV[a + 4])
   local p = profs[pi]
-  NAME[i], PROF[i], GRANTED[i], BAD[i] = name, pi, 0, 0
+  NAME[i], PROF[i], GRANTED[i], BAD[i], OVER[i] = name, pi, 0, 0, ARGV[a + 7] == '1'
   if not p.lo then roll(p) end
   local state, gen, opened = 'closed', seen, 0  -- mode 'f': the state the process knows is current
   if mode ~= 'f' or changed[name] then
@@ -278,13 +282,26 @@ for pi = 1, np do
     redis.call('PEXPIRE', prof.r, prof.keep)
     redis.call('PEXPIRE', prof.e, prof.keep)
     redis.call('PEXPIRE', prof.lokey, prof.keep)
-    -- trips on the fleet's totals, for the commands whose state is known closed
-    local volume, threshold = prof.volume, prof.threshold
+    -- trips on the fleet's totals, for the commands whose state is known closed; with a quorum, on the number of
+    -- processes whose own window is over the thresholds (each sends its verdict; one older than the window lapses)
+    local volume, threshold, quorum = prof.volume, prof.threshold, prof.quorum
     for j = 1, m do
       local i = rows[j]
       local r, e = R[i], E[i]
-      if ADD[i] and STATE[i] == 'closed' and r > 0 and r >= volume
-          and math.floor((e * 200 + r) / (r * 2)) >= threshold then
+      local trips = false
+      if ADD[i] and STATE[i] == 'closed' then
+        if quorum > 1 then
+          local okey = P .. ':' .. NAME[i] .. ':over'
+          if OVER[i] then safe('ZADD', okey, now, pid) else safe('ZREM', okey, pid) end
+          safe('ZREMRANGEBYSCORE', okey, '-inf', '(' .. fmt(now - prof.window))
+          redis.call('PEXPIRE', okey, prof.keep)
+          trips = safe('ZCARD', okey) >= quorum
+          if trips then redis.call('DEL', okey) end
+        else
+          trips = r > 0 and r >= volume and math.floor((e * 200 + r) / (r * 2)) >= threshold
+        end
+      end
+      if trips then
         local key, state, gen, opened, bad = load(NAME[i], prof.ttl)
         if bad then BAD[i] = 1 end
         if state == 'closed' then

@@ -257,6 +257,7 @@ def workers(redis_server: RedisServer, tmp_path: Path) -> Iterator[StartWorkers]
                 "calls": 0,
                 "threads": 0,
                 "pause": 0.0,
+                "quorum": None,
                 **config,
             }
             worker = Worker(options, log)
@@ -445,6 +446,36 @@ def test_an_idle_process_never_takes_the_probe_lease(redis_server: RedisServer, 
     assert client.get("{idle}:breaker:dep:probe") is None
     assert call("dep", lambda: "ok") == "short-circuit"  # a call waits: the next sync asks for the lease
     wait_for("the probe lease", lambda: (view := circuit.statistics().fleet) is not None and view.probing)
+
+
+def test_with_a_quorum_one_bad_process_trips_itself_and_two_trip_the_fleet(
+    redis_server: RedisServer, workers: StartWorkers
+) -> None:
+    """quorum=2, four processes: one whose calls all fail opens its own circuit and leaves the fleet closed; when a
+    second one's do too, the fleet opens, and every circuit with it."""
+    client = redis_server.client(decode_responses=True)
+    group = workers(4, scenario="trip", calls=8, volume=4, quorum=2)
+    votes = "{fleet}:breaker:dependency:over"
+    mark = "{fleet}:breaker-sync:"
+    first = group[0]
+    first.send("go")
+    assert first.event("called")["unexpected"] == []
+    first.became(State.OPEN)
+    wait_for("the first process's vote", lambda: client.zcard(votes) == 1)
+    marks = {str(key): int(str(client.get(key))) for key in client.scan_iter(match=mark + "*")}
+    wait_for(  # every process has synced twice since: each has seen the vote, and the fleet did not open
+        "two more syncs of every process",
+        lambda: all(int(str(client.get(key) or 0)) >= seq + 2 for key, seq in marks.items()),
+    )
+    assert client.hget("{fleet}:breaker:dependency:state", "state") in (None, "closed")
+    for worker in group[1:]:
+        assert worker.transitions() == []
+    second = group[1]
+    second.send("go")
+    assert second.event("called")["unexpected"] == []
+    for worker in group:
+        worker.became(State.OPEN)
+    assert client.hget("{fleet}:breaker:dependency:state", "state") == "open"
 
 
 def test_local_health_never_trips_a_circuit_the_fleet_leads(redis_server: RedisServer, make_fleet: MakeFleet) -> None:
@@ -654,6 +685,10 @@ def test_commands_opts_in_and_exclude_opts_out(redis_server: RedisServer, make_f
         ({"commands": "a"}, TypeError, "commands"),
         ({"commands": [1]}, TypeError, "commands"),
         ({"exclude": "a"}, TypeError, "exclude"),
+        ({"quorum": 0}, ValueError, "quorum"),
+        ({"quorum": True}, ValueError, "quorum"),
+        ({"quorum": "2"}, ValueError, "quorum"),
+        ({"quorum": 2.0}, ValueError, "quorum"),
     ],
     ids=lambda value: ",".join(f"{k}={v!r}" for k, v in value.items()) if isinstance(value, dict) else None,
 )

@@ -69,6 +69,8 @@ class Args:
     event: str = ""
     ttl_ms: int = 60_000
     mode: str = "p"
+    quorum: int = 1
+    over: bool = False
 
 
 class Answer(NamedTuple):
@@ -107,9 +109,9 @@ class Sync:
         profiles: dict[tuple[float, ...], int] = {}
         argv: list[str | int | float] = []
         for command, a in commands.items():
-            profile = (a.window_ms, a.buckets, a.volume, a.threshold, a.sleep_ms, a.lease_ms, a.ttl_ms)
+            profile = (a.window_ms, a.buckets, a.volume, a.threshold, a.sleep_ms, a.lease_ms, a.quorum, a.ttl_ms)
             index = profiles.setdefault(profile, len(profiles) + 1)
-            argv += [command, index, a.event or a.mode, a.seen, a.requests, a.errors]
+            argv += [command, index, a.event or a.mode, a.seen, a.requests, a.errors, int(a.over)]
         head: list[str | int | float] = [token, sequence, 60_000, 60_000, self.versions.get(token, -1), prefix]
         head.append(len(profiles))
         for settings in profiles:
@@ -513,3 +515,25 @@ def test_the_lease_goes_only_to_a_process_where_a_call_waits(sync: Sync) -> None
     assert sync.one("busy", Args(seen=seen, sleep_ms=1, mode="p"), "x").granted
     assert sync.one("busy", Args(seen=seen, sleep_ms=1, mode="s"), "x").granted  # the holder keeps it
     assert not sync.one("idle", Args(seen=seen, sleep_ms=1, mode="p"), "x").granted  # one holder at a time
+
+
+def test_a_quorum_opens_the_fleet_only_when_that_many_processes_vote(sync: Sync) -> None:
+    """quorum=2: one process over its thresholds (whatever the totals) leaves the fleet closed; a second opens it."""
+    quorum = Args(quorum=2, volume=2)
+    one = sync.one("bad", dataclasses.replace(quorum, requests=50, errors=50, over=True))
+    assert (one.state, one.requests, one.errors) == ("closed", 50, 50)  # over the totals' thresholds: no trip
+    again = sync.one("bad", dataclasses.replace(quorum, over=True))
+    assert again.state == "closed"  # the same process voting twice is one vote
+    healthy = sync.one("good", dataclasses.replace(quorum, requests=10))
+    assert healthy.state == "closed"
+    second = sync.one("also-bad", dataclasses.replace(quorum, requests=4, errors=4, over=True))
+    assert (second.state, second.generation) == ("open", 1)
+
+
+def test_a_vote_withdrawn_no_longer_counts(sync: Sync) -> None:
+    """A process whose circuit closed again withdraws its vote: a later vote of another is still one of one."""
+    quorum = Args(quorum=2, volume=2)
+    assert sync.one("a", dataclasses.replace(quorum, requests=4, errors=4, over=True)).state == "closed"
+    assert sync.one("a", dataclasses.replace(quorum, requests=4, over=False)).state == "closed"
+    assert sync.one("b", dataclasses.replace(quorum, requests=4, errors=4, over=True)).state == "closed"
+    assert sync.one("c", dataclasses.replace(quorum, over=True)).state == "open"

@@ -60,6 +60,7 @@ class Config(TypedDict):
     calls: int
     threads: int
     pause: float
+    quorum: int | None
 
 
 class Boom(Exception):
@@ -110,7 +111,9 @@ def main(config: Config) -> None:
     client = redis.Redis(port=config["port"], socket_timeout=2.0, socket_connect_timeout=2.0)
     fleet = None
     if config["fleet"]:
-        fleet = breaker.configure_fleet(client, config["namespace"], config["sync_interval"])
+        fleet = breaker.configure_fleet(
+            client, config["namespace"], config["sync_interval"], quorum=config.get("quorum")
+        )
     circuit = breaker.get_circuit(name)[0]
     deadline = time.monotonic() + WAIT
     while fleet is not None and not ((view := circuit.statistics().fleet) is not None and view.connected):
