@@ -106,16 +106,18 @@ class _HandOff:
             work()  # never raises: each step's outcome, error included, goes to its task
 
 
-#: Each engine's `_HandOff`, made on first use; the lock guards making one (tasks on several loops and threads).
+#: Each engine's `_HandOff`, made on first use; the lock guards making one (tasks on several loops and threads). An
+#: RLock: a dropped HTTP response's finalizer ends its call through here (`Permit.end_nowait`), and a collection may
+#: run it on a thread inside this very section (making a `_HandOff` allocates); re-entered, it makes or finds one.
 _hand_offs: weakref.WeakKeyDictionary[Engine, _HandOff] = weakref.WeakKeyDictionary()
-_hand_offs_lock = threading.Lock()
+_hand_offs_lock = threading.RLock()
 
 
 def _reinit_after_fork() -> None:
     """In a forked child: a fresh lock (a parent's thread may have held it at the fork), and no hand-off of the
     parent's engines, whose workers did not survive the fork."""
     global _hand_offs_lock, _hand_offs
-    _hand_offs_lock = threading.Lock()
+    _hand_offs_lock = threading.RLock()
     _hand_offs = weakref.WeakKeyDictionary()
 
 

@@ -25,7 +25,7 @@ from typing import IO, TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import pytest
 import redis
-from fleet_support import hash_of, keys_of, redis_ms, wait_for
+from fleet_support import call, failing, hash_of, keys_of, redis_ms, wait_for
 from fleet_worker import CALLS_KEY, HEALTH_KEY
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -58,10 +58,6 @@ FLEET_FIELDS = (
 )
 
 
-class Boom(Exception):
-    """The dependency's own failure."""
-
-
 def requests_since_creation(circuit: breaker.Circuit) -> int:
     """The circuit's requests since it was created, as health counts them (success, failure, timeout, rejected)."""
     counts = circuit.statistics().cumulative
@@ -89,20 +85,6 @@ def plant_window(
 
 def fleet_threads() -> list[threading.Thread]:
     return [thread for thread in threading.enumerate() if thread.name.startswith("breaker-fleet-")]
-
-
-def failing() -> str:
-    raise Boom("the dependency is down")
-
-
-def call(name: str, run: Callable[[], str]) -> str:
-    """Call through ``name``; the dependency's own failure and a short-circuit are answered with their names."""
-    try:
-        return breaker.do(name, run)
-    except Boom:
-        return "boom"
-    except breaker.CircuitOpenError:
-        return "short-circuit"
 
 
 class MakeFleet(Protocol):

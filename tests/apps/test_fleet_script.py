@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import pytest
 import redis
-from fleet_support import keys_of, redis_ms, wait_for
+from fleet_support import call, failing, keys_of, redis_ms, wait_for
 
 import breaker
 from breaker import CommandConfig, State
@@ -32,24 +32,6 @@ if TYPE_CHECKING:  # imported as a plugin, below: importing it here first would 
 pytest_plugins = ["redis_support"]
 
 WAIT = 10.0  # the bound on every wait for something that should happen promptly
-
-
-class Boom(Exception):
-    """The dependency's own failure."""
-
-
-def failing() -> str:
-    raise Boom("the dependency is down")
-
-
-def call(name: str, run: Callable[[], str]) -> str:
-    """Call through ``name``; the dependency's own failure and a short-circuit are answered with their names."""
-    try:
-        return breaker.do(name, run)
-    except Boom:
-        return "boom"
-    except breaker.CircuitOpenError:
-        return "short-circuit"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -454,3 +454,33 @@ def test_tasks_waiting_for_a_held_lock_share_one_worker(hold_lock: Callable[[], 
     asyncio.run(scenario())
     assert counted() == {"timeout": 200}
     assert stats().active == 0
+
+
+def test_end_nowait_from_a_finalizer_inside_the_hand_off_section_does_not_deadlock(
+    hold_lock: Callable[[], LockHolder],
+) -> None:
+    """A dropped response's finalizer may run in a collection triggered while its thread is inside the section that
+    makes an engine's hand-off; ending its call there (the circuit's lock held elsewhere) must not wait on itself."""
+    from breaker._run import aio
+
+    breaker.configure_command(NAME, CommandConfig(timeout=math.inf))
+    permit = breaker.acquire(NAME)
+    holder = hold_lock()
+    ended: list[bool] = []
+
+    def finalizer_inside_the_section() -> None:
+        with aio._hand_offs_lock:  # as a collection inside `_submit` would find it: held by this very thread
+            ended.append(permit.end_nowait(Event.TIMEOUT))  # a timeout always takes the lock: a hand-off
+
+    thread = threading.Thread(target=finalizer_inside_the_section, daemon=True)
+    thread.start()
+    thread.join(WAIT)
+    assert not thread.is_alive(), "end_nowait waited on a lock its own thread held"
+    assert ended == [True]
+    holder.release()
+    for _ in range(10_000):
+        if stats().active == 0:
+            break
+        threading.Event().wait(0.001)
+    assert counted() == {"timeout": 1}
+    assert stats().active == 0

@@ -7,7 +7,9 @@ from collections.abc import Callable
 
 import redis
 
-__all__ = ["WAIT", "hash_of", "keys_of", "redis_ms", "wait_for"]
+import breaker
+
+__all__ = ["WAIT", "Boom", "call", "failing", "hash_of", "keys_of", "redis_ms", "wait_for"]
 
 WAIT = 10.0
 
@@ -35,3 +37,21 @@ def keys_of(client: redis.Redis, namespace: str) -> dict[str, int]:
 def hash_of(client: redis.Redis, key: str) -> dict[str, str]:
     """HGETALL, as str."""
     return {str(field): str(value) for field, value in client.hgetall(key).items()}
+
+
+class Boom(Exception):
+    """The dependency's own failure."""
+
+
+def failing() -> str:
+    raise Boom("the dependency is down")
+
+
+def call(name: str, run: Callable[[], str]) -> str:
+    """Call through ``name``; the dependency's own failure and a short-circuit are answered with their names."""
+    try:
+        return breaker.do(name, run)
+    except Boom:
+        return "boom"
+    except breaker.CircuitOpenError:
+        return "short-circuit"
